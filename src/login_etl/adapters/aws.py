@@ -1,0 +1,52 @@
+"""boto3 clients with botocore's standard retry mode and bounded timeouts, made once."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+
+# Standard mode retries throttling and transient errors with jittered backoff; bounded
+# timeouts keep a hung dependency from eating the whole Lambda timeout.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=10,
+)
+
+
+@cache
+def _client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+def kms() -> KMSClient:
+    """The KMS client."""
+    client: KMSClient = _client("kms")
+    return client
+
+
+def ssm() -> SSMClient:
+    """The SSM client."""
+    client: SSMClient = _client("ssm")
+    return client
+
+
+def secretsmanager() -> SecretsManagerClient:
+    """The Secrets Manager client."""
+    client: SecretsManagerClient = _client("secretsmanager")
+    return client
+
+
+def sqs() -> SQSClient:
+    """The SQS client."""
+    client: SQSClient = _client("sqs")
+    return client

@@ -1,0 +1,1 @@
+"""Pure domain code: parsing, validation, transformation and masking. No I/O here."""

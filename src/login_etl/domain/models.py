@@ -1,0 +1,41 @@
+"""The values that flow through the pipeline, from queue message to table row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    """One SQS message, whichever trigger delivered it (event source mapping or drain)."""
+
+    message_id: str
+    body: str
+    sent_timestamp_ms: str | None = None
+    group_id: str | None = None  # MessageGroupId, only on FIFO queues
+
+
+@dataclass(frozen=True, slots=True)
+class LoginEvent:
+    """A validated login: every field checked, the IP in canonical form, PII still clear."""
+
+    user_id: str
+    device_type: str
+    ip: str
+    locale: str | None
+    app_version: int
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserLoginRow:
+    """One row of ``user_logins``, in column order, PII masked."""
+
+    user_id: str
+    device_type: str
+    masked_ip: str
+    masked_device_id: str
+    locale: str | None
+    app_version: int
+    create_date: date

@@ -1,0 +1,145 @@
+"""Strict parsing of a login message body into a ``LoginEvent``.
+
+Every rule is explicit: the exact key set, the JSON type of each value, the column length
+limits (rejected, never truncated), the IP syntax, the app_version grammar. Errors name the
+field and the rule but never echo the value, because values are PII.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+from login_etl.domain import app_version
+from login_etl.domain.errors import InvalidMessageError, Reason
+from login_etl.domain.masking import max_plaintext_bytes
+from login_etl.domain.models import LoginEvent
+
+REQUIRED_KEYS = frozenset({"user_id", "app_version", "device_type", "ip", "locale", "device_id"})
+NULLABLE_KEYS = frozenset({"locale"})
+
+# Column limits of the given DDL (varchar counts characters).
+MAX_CHARS = {"user_id": 128, "device_type": 32, "locale": 32}
+MASKED_COLUMN_CHARS = 256
+# The device id is masked into varchar(256): the longest plaintext whose token still fits.
+MAX_DEVICE_ID_BYTES = max_plaintext_bytes(MASKED_COLUMN_CHARS)
+MAX_IP_CHARS = 45  # the longest textual IPv6 form, IPv4-mapped tail included
+MAX_APP_VERSION_CHARS = 11
+
+_SAFE_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}", re.ASCII)
+
+
+def parse_login(body: str) -> LoginEvent:
+    """Parse and validate one message body; raise ``InvalidMessageError`` if it is not a login."""
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidMessageError(Reason.NOT_JSON, "body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidMessageError(Reason.NOT_AN_OBJECT, "body is not a JSON object")
+    _check_keys(payload)
+    for key in REQUIRED_KEYS:
+        _check_string(key, payload[key])
+    locale = payload["locale"]
+    if locale is not None and len(locale) > MAX_CHARS["locale"]:
+        raise _too_long("locale", MAX_CHARS["locale"])
+    for key in ("user_id", "device_type"):
+        if len(payload[key]) > MAX_CHARS[key]:
+            raise _too_long(key, MAX_CHARS[key])
+    device_id: str = payload["device_id"]
+    if len(device_id.encode("utf-8")) > MAX_DEVICE_ID_BYTES:
+        raise InvalidMessageError(
+            Reason.TOO_LONG, f"device_id longer than {MAX_DEVICE_ID_BYTES} UTF-8 bytes"
+        )
+    return LoginEvent(
+        user_id=payload["user_id"],
+        device_type=payload["device_type"],
+        ip=canonical_ip(payload["ip"]),
+        locale=locale,
+        app_version=_app_version(payload["app_version"]),
+        device_id=device_id,
+    )
+
+
+def canonical_ip(text: str) -> str:
+    """One textual form per address: compressed lower-case IPv6, IPv4-mapped IPv6 as IPv4."""
+    if len(text) > MAX_IP_CHARS:
+        raise InvalidMessageError(Reason.INVALID_IP, "ip is not an IPv4 or IPv6 address")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidMessageError(Reason.INVALID_IP, "ip is not an IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            raise InvalidMessageError(Reason.INVALID_IP, "ip has an IPv6 zone id")
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _app_version(value: str) -> int:
+    if len(value) > MAX_APP_VERSION_CHARS:
+        raise InvalidMessageError(Reason.INVALID_APP_VERSION, "app_version is too long")
+    try:
+        return app_version.encode(value)
+    except app_version.InvalidAppVersionError as error:
+        raise InvalidMessageError(Reason.INVALID_APP_VERSION, str(error)) from None
+
+
+def _check_keys(payload: dict[str, Any]) -> None:
+    keys = payload.keys()
+    if keys == REQUIRED_KEYS:
+        return
+    missing = REQUIRED_KEYS - keys
+    if missing:
+        raise InvalidMessageError(Reason.MISSING_KEYS, f"missing keys: {_names(missing)}")
+    raise InvalidMessageError(
+        Reason.UNEXPECTED_KEYS, f"unexpected keys: {_names(keys - REQUIRED_KEYS)}"
+    )
+
+
+def _check_string(key: str, value: object) -> None:
+    if value is None and key in NULLABLE_KEYS:
+        return
+    if not isinstance(value, str):
+        expected = "a string or null" if key in NULLABLE_KEYS else "a string"
+        raise InvalidMessageError(
+            Reason.WRONG_TYPE, f"{key} must be {expected}, got {_json_type(value)}"
+        )
+    if not value:
+        raise InvalidMessageError(Reason.EMPTY_VALUE, f"{key} is empty")
+    if "\x00" in value:
+        raise InvalidMessageError(Reason.BAD_CHARACTERS, f"{key} contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidMessageError(
+                Reason.BAD_CHARACTERS, f"{key} contains an unpaired surrogate"
+            ) from None
+
+
+def _too_long(key: str, limit: int) -> InvalidMessageError:
+    return InvalidMessageError(Reason.TOO_LONG, f"{key} longer than {limit} characters")
+
+
+def _names(keys: frozenset[str] | set[str] | Any) -> str:
+    """Key names are data too: show only the ones that look like identifiers."""
+    shown = sorted(k if _SAFE_KEY_NAME.fullmatch(k) else "<non-identifier key>" for k in keys)
+    return ", ".join(shown)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -1,0 +1,55 @@
+"""Powertools logger and metrics, shared by the handler and the drain loop.
+
+The incoming event carries raw PII, so it is never logged (``log_event=False``); failures
+are logged with the message id, a reason code and a detail that names fields, not values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+
+from login_etl.pipeline import BatchOutcome
+
+SERVICE = "login-etl"
+NAMESPACE = "LoginEtl"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+
+
+def report(outcome: BatchOutcome) -> None:
+    """Log each failure and the batch summary; emit the counts as EMF metrics."""
+    for failure in outcome.failures:
+        logger.warning(
+            "message left on the queue",
+            extra={
+                "message_id": failure.message_id,
+                "reason": failure.reason.value,
+                "detail": failure.detail,
+            },
+        )
+    logger.info(
+        "batch processed",
+        extra={
+            "received": outcome.received,
+            "written": outcome.written,
+            "duplicates": outcome.duplicates,
+            "failed": len(outcome.failures),
+        },
+    )
+    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=outcome.received)
+    metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.written)
+    metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(outcome.failures))
+    for reason, count in Counter(f.reason.value for f in outcome.failures).items():
+        with single_metric(
+            name="MessagesFailedByReason",
+            unit=MetricUnit.Count,
+            value=count,
+            namespace=metrics.namespace,
+            default_dimensions=metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name="reason", value=reason)

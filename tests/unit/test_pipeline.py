@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+
+from login_etl.domain.errors import Reason
+from login_etl.domain.models import QueueMessage, UserLoginRow
+from login_etl.pipeline import process_batch
+from login_etl.ports import WriteResult
+
+TODAY = date(2026, 11, 24)
+GOOD = json.dumps({"user_id": "u", "app_version": "1.0", "device_type": "ios",
+                   "ip": "1.2.3.4", "locale": None, "device_id": "111-22-3333"})
+BAD = json.dumps({"foo": "oops_wrong_msg_type", "bar": "123"})
+
+
+class MemoryStore:
+    """A ledger and a table in memory, refusing the rows whose user_id is in ``refuse``."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.ledger: set[str] = set()
+        self.rows: list[UserLoginRow] = []
+        self.refuse = refuse
+        self.calls: list[list[str]] = []
+
+    def write(self, rows: Sequence[tuple[str, UserLoginRow]]) -> WriteResult:
+        self.calls.append([mid for mid, _ in rows])
+        rejected = {mid: "22001" for mid, row in rows if row.user_id in self.refuse}
+        if rejected:
+            return WriteResult(rejected=rejected)
+        new = [(mid, row) for mid, row in rows if mid not in self.ledger]
+        self.ledger.update(mid for mid, _ in new)
+        self.rows.extend(row for _, row in new)
+        return WriteResult(written=len(new), duplicates=len(rows) - len(new))
+
+
+def msg(mid: str, body: str = GOOD, group: str | None = None) -> QueueMessage:
+    return QueueMessage(mid, body, "1700000000000", group)
+
+
+def login(user: str) -> str:
+    return GOOD.replace('"u"', json.dumps(user))
+
+
+def failed_ids(response: dict[str, list[dict[str, str]]]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def test_full_success_reports_an_empty_list() -> None:
+    store = MemoryStore()
+    outcome = process_batch([msg("a"), msg("b")], str.upper, store, TODAY)
+    assert outcome.batch_item_failures() == {"batchItemFailures": []}
+    assert (outcome.received, outcome.written, len(store.rows)) == (2, 2, 2)
+    assert store.rows[0].create_date == date(2023, 11, 14)
+
+
+def test_invalid_message_fails_alone() -> None:
+    store = MemoryStore()
+    outcome = process_batch([msg("a"), msg("bad", BAD), msg("c")], str.upper, store, TODAY)
+    assert failed_ids(outcome.batch_item_failures()) == ["bad"]
+    assert outcome.failures[0].reason is Reason.MISSING_KEYS
+    assert len(store.rows) == 2
+
+
+def test_redelivery_writes_nothing_new() -> None:
+    store = MemoryStore()
+    process_batch([msg("a"), msg("b")], str.upper, store, TODAY)
+    outcome = process_batch([msg("a"), msg("c")], str.upper, store, TODAY)
+    assert (outcome.written, outcome.duplicates) == (1, 1)
+    assert len(store.rows) == 3
+
+
+def test_same_message_twice_in_a_batch_has_one_effect() -> None:
+    store = MemoryStore()
+    outcome = process_batch([msg("a"), msg("a")], str.upper, store, TODAY)
+    assert (outcome.written, outcome.duplicates, len(store.rows)) == (1, 1, 1)
+    assert store.calls == [["a"]]
+
+
+def test_rows_the_database_refuses_are_reported_and_the_rest_committed_once() -> None:
+    store = MemoryStore(refuse=frozenset({"evil"}))
+    outcome = process_batch([msg("a"), msg("x", login("evil")), msg("c")], str.upper, store, TODAY)
+    assert failed_ids(outcome.batch_item_failures()) == ["x"]
+    assert outcome.failures[0].reason is Reason.REJECTED_BY_DATABASE
+    assert store.calls == [["a", "x", "c"], ["a", "c"]]
+    assert len(store.rows) == 2
+
+
+def test_fifo_failure_fails_the_rest_of_its_group_only() -> None:
+    store = MemoryStore()
+    batch = [msg("g1-1", group="g1"), msg("g2-1", group="g2"), msg("g1-2", BAD, group="g1"),
+             msg("g2-2", group="g2"), msg("g1-3", group="g1")]
+    outcome = process_batch(batch, str.upper, store, TODAY)
+    assert failed_ids(outcome.batch_item_failures()) == ["g1-2", "g1-3"]
+    assert [f.reason for f in outcome.failures] == [Reason.MISSING_KEYS,
+                                                    Reason.EARLIER_IN_GROUP_FAILED]
+    assert store.calls == [["g1-1", "g2-1", "g2-2"]]
+
+
+def test_fifo_database_refusal_also_holds_back_later_group_members() -> None:
+    store = MemoryStore(refuse=frozenset({"evil"}))
+    batch = [msg("1", login("evil"), group="g"), msg("2", group="g"), msg("3", group="h")]
+    outcome = process_batch(batch, str.upper, store, TODAY)
+    assert failed_ids(outcome.batch_item_failures()) == ["1", "2"]
+    assert store.calls[-1] == ["3"]

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from login_etl.domain.errors import InvalidMessageError
+from login_etl.domain.models import LoginEvent
+from login_etl.domain.transform import create_date, to_row
+
+TODAY = date(2026, 11, 24)
+
+
+def test_absent_timestamp_falls_back_to_today() -> None:
+    assert create_date(None, TODAY) == TODAY
+
+
+def test_midnight_boundaries_are_utc() -> None:
+    assert create_date("1700006399999", TODAY) == date(2023, 11, 14)
+    assert create_date("1700006400000", TODAY) == date(2023, 11, 15)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 30)))
+def test_agrees_with_datetime(moment: datetime) -> None:
+    millis = int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+    expected = datetime.fromtimestamp(millis / 1000, tz=UTC).date()
+    assert create_date(str(millis), TODAY) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "-1", "1.5", "abc", "\u0661\u0662", "9" * 30])
+def test_malformed_timestamp_is_invalid(raw: str) -> None:
+    with pytest.raises(InvalidMessageError):
+        create_date(raw, TODAY)
+
+
+def test_row_masks_only_the_pii() -> None:
+    event = LoginEvent("u", "ios", "1.2.3.4", None, 2_003_000, "593-47-5928")
+    row = to_row(event, lambda v: f"<{v[::-1]}>", TODAY)
+    assert (row.masked_ip, row.masked_device_id) == ("<4.3.2.1>", "<8295-74-395>")
+    assert (row.user_id, row.device_type, row.locale, row.app_version, row.create_date) == (
+        "u", "ios", None, 2_003_000, TODAY
+    )

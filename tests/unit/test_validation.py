@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from login_etl.domain.errors import InvalidMessageError, Reason
+from login_etl.domain.models import LoginEvent
+from login_etl.domain.validation import MAX_DEVICE_ID_BYTES, canonical_ip, parse_login
+
+VALID: dict[str, Any] = {
+    "user_id": "424cdd21-063a-43a7-b91b-7ca1a833afae",
+    "app_version": "2.3.0",
+    "device_type": "android",
+    "ip": "199.172.111.135",
+    "locale": "RU",
+    "device_id": "593-47-5928",
+}
+
+
+def body(**changes: Any) -> str:
+    return json.dumps({**VALID, **changes})
+
+
+def reason_of(text: str) -> Reason:
+    with pytest.raises(InvalidMessageError) as info:
+        parse_login(text)
+    return info.value.reason
+
+
+def test_the_example_message() -> None:
+    assert parse_login(body()) == LoginEvent(
+        user_id=VALID["user_id"], device_type="android", ip="199.172.111.135", locale="RU",
+        app_version=2_003_000, device_id="593-47-5928",
+    )
+
+
+def test_null_locale_stays_none() -> None:
+    assert parse_login(body(locale=None)).locale is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (json.dumps({"foo": "oops_wrong_msg_type", "bar": "123"}), Reason.MISSING_KEYS),
+        ("not json", Reason.NOT_JSON),
+        ("", Reason.NOT_JSON),
+        ("[" * 100_000, Reason.NOT_JSON),
+        ("[1, 2]", Reason.NOT_AN_OBJECT),
+        ('"a string"', Reason.NOT_AN_OBJECT),
+        (body(extra="x"), Reason.UNEXPECTED_KEYS),
+        (body(app_version=2), Reason.WRONG_TYPE),
+        (body(user_id=None), Reason.WRONG_TYPE),
+        (body(ip=["1.2.3.4"]), Reason.WRONG_TYPE),
+        (body(locale=7), Reason.WRONG_TYPE),
+        (body(device_id={"a": 1}), Reason.WRONG_TYPE),
+        (body(device_type=True), Reason.WRONG_TYPE),
+        (body(user_id=""), Reason.EMPTY_VALUE),
+        (body(locale=""), Reason.EMPTY_VALUE),
+        (body(user_id="a\x00b"), Reason.BAD_CHARACTERS),
+        ('{"user_id": "\\ud800", "app_version": "1.0", "device_type": "ios", "ip": "1.2.3.4",'
+         ' "locale": null, "device_id": "1"}', Reason.BAD_CHARACTERS),
+        (body(user_id="u" * 129), Reason.TOO_LONG),
+        (body(device_type="d" * 33), Reason.TOO_LONG),
+        (body(locale="l" * 33), Reason.TOO_LONG),
+        (body(device_id="9" * (MAX_DEVICE_ID_BYTES + 1)), Reason.TOO_LONG),
+        (body(device_id="é" * (MAX_DEVICE_ID_BYTES // 2 + 1)), Reason.TOO_LONG),
+        (body(ip="256.1.1.1"), Reason.INVALID_IP),
+        (body(ip="1.2.3"), Reason.INVALID_IP),
+        (body(ip="fe80::1%eth0"), Reason.INVALID_IP),
+        (body(ip="1" * 1000), Reason.INVALID_IP),
+        (body(app_version="2.3.0.1"), Reason.INVALID_APP_VERSION),
+        (body(app_version="1" * 1000), Reason.INVALID_APP_VERSION),
+    ],
+)
+def test_invalid_messages_name_their_reason(text: str, reason: Reason) -> None:
+    assert reason_of(text) == reason
+
+
+def test_limits_are_inclusive() -> None:
+    event = parse_login(
+        body(user_id="u" * 128, device_type="d" * 32, locale="l" * 32,
+             device_id="9" * MAX_DEVICE_ID_BYTES)
+    )
+    assert len(event.user_id) == 128
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("199.172.111.135", "199.172.111.135"),
+        ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+        ("2001:db8::0001", "2001:db8::1"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("::FFFF:0a01:0203", "10.1.2.3"),
+        ("127.96.0.101", "127.96.0.101"),
+    ],
+)
+def test_ip_canonical_form(raw: str, canonical: str) -> None:
+    assert canonical_ip(raw) == canonical
+
+
+def test_leading_zero_ipv4_is_ambiguous_and_rejected() -> None:
+    assert reason_of(body(ip="010.1.1.1")) == Reason.INVALID_IP
+
+
+# A marker no error text contains, followed by anything: finding it means a value leaked.
+secrets = st.text(max_size=40).map(lambda s: "PII:" + s)
+
+
+@given(st.sampled_from(["ip", "device_id", "app_version", "user_id"]), secrets)
+def test_errors_never_echo_the_value(field: str, value: str) -> None:
+    variants = [body(**{field: value}), body(**{field: [value]}), body(**{field: value * 50})]
+    for text in variants:
+        try:
+            parse_login(text)
+        except InvalidMessageError as error:
+            assert value not in str(error)
+
+
+valid_logins = st.fixed_dictionaries({
+    "user_id": st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s),
+    "app_version": st.tuples(*[st.integers(0, 999)] * 3).map(lambda t: "%d.%d.%d" % t),
+    "device_type": st.sampled_from(["ios", "android"]),
+    "ip": st.ip_addresses(v=4).map(str),
+    "locale": st.none() | st.text(min_size=1, max_size=32).filter(lambda s: "\x00" not in s),
+    "device_id": st.from_regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", fullmatch=True),
+})
+
+
+@given(valid_logins)
+def test_valid_logins_keep_their_values(login: dict[str, Any]) -> None:
+    event = parse_login(json.dumps(login))
+    assert (event.user_id, event.device_type, event.ip, event.locale, event.device_id) == (
+        login["user_id"], login["device_type"], login["ip"], login["locale"], login["device_id"]
+    )
