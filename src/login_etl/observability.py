@@ -10,6 +10,7 @@ from collections import Counter
 
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from login_etl.pipeline import BatchOutcome
 
@@ -44,6 +45,8 @@ def report(outcome: BatchOutcome) -> None:
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.written)
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(outcome.failures))
+    if is_metrics_disabled():  # single_metric does not check it itself
+        return
     for reason, count in Counter(f.reason.value for f in outcome.failures).items():
         with single_metric(
             name="MessagesFailedByReason",

@@ -10,8 +10,16 @@ from login_etl.pipeline import process_batch
 from login_etl.ports import WriteResult
 
 TODAY = date(2026, 11, 24)
-GOOD = json.dumps({"user_id": "u", "app_version": "1.0", "device_type": "ios",
-                   "ip": "1.2.3.4", "locale": None, "device_id": "111-22-3333"})
+GOOD = json.dumps(
+    {
+        "user_id": "u",
+        "app_version": "1.0",
+        "device_type": "ios",
+        "ip": "1.2.3.4",
+        "locale": None,
+        "device_id": "111-22-3333",
+    }
+)
 BAD = json.dumps({"foo": "oops_wrong_msg_type", "bar": "123"})
 
 
@@ -89,12 +97,19 @@ def test_rows_the_database_refuses_are_reported_and_the_rest_committed_once() ->
 
 def test_fifo_failure_fails_the_rest_of_its_group_only() -> None:
     store = MemoryStore()
-    batch = [msg("g1-1", group="g1"), msg("g2-1", group="g2"), msg("g1-2", BAD, group="g1"),
-             msg("g2-2", group="g2"), msg("g1-3", group="g1")]
+    batch = [
+        msg("g1-1", group="g1"),
+        msg("g2-1", group="g2"),
+        msg("g1-2", BAD, group="g1"),
+        msg("g2-2", group="g2"),
+        msg("g1-3", group="g1"),
+    ]
     outcome = process_batch(batch, str.upper, store, TODAY)
     assert failed_ids(outcome.batch_item_failures()) == ["g1-2", "g1-3"]
-    assert [f.reason for f in outcome.failures] == [Reason.MISSING_KEYS,
-                                                    Reason.EARLIER_IN_GROUP_FAILED]
+    assert [f.reason for f in outcome.failures] == [
+        Reason.MISSING_KEYS,
+        Reason.EARLIER_IN_GROUP_FAILED,
+    ]
     assert store.calls == [["g1-1", "g2-1", "g2-2"]]
 
 

@@ -40,5 +40,9 @@ def test_row_masks_only_the_pii() -> None:
     row = to_row(event, lambda v: f"<{v[::-1]}>", TODAY)
     assert (row.masked_ip, row.masked_device_id) == ("<4.3.2.1>", "<8295-74-395>")
     assert (row.user_id, row.device_type, row.locale, row.app_version, row.create_date) == (
-        "u", "ios", None, 2_003_000, TODAY
+        "u",
+        "ios",
+        None,
+        2_003_000,
+        TODAY,
     )

@@ -33,8 +33,12 @@ def reason_of(text: str) -> Reason:
 
 def test_the_example_message() -> None:
     assert parse_login(body()) == LoginEvent(
-        user_id=VALID["user_id"], device_type="android", ip="199.172.111.135", locale="RU",
-        app_version=2_003_000, device_id="593-47-5928",
+        user_id=VALID["user_id"],
+        device_type="android",
+        ip="199.172.111.135",
+        locale="RU",
+        app_version=2_003_000,
+        device_id="593-47-5928",
     )
 
 
@@ -61,8 +65,11 @@ def test_null_locale_stays_none() -> None:
         (body(user_id=""), Reason.EMPTY_VALUE),
         (body(locale=""), Reason.EMPTY_VALUE),
         (body(user_id="a\x00b"), Reason.BAD_CHARACTERS),
-        ('{"user_id": "\\ud800", "app_version": "1.0", "device_type": "ios", "ip": "1.2.3.4",'
-         ' "locale": null, "device_id": "1"}', Reason.BAD_CHARACTERS),
+        (
+            '{"user_id": "\\ud800", "app_version": "1.0", "device_type": "ios", "ip": "1.2.3.4",'
+            ' "locale": null, "device_id": "1"}',
+            Reason.BAD_CHARACTERS,
+        ),
         (body(user_id="u" * 129), Reason.TOO_LONG),
         (body(device_type="d" * 33), Reason.TOO_LONG),
         (body(locale="l" * 33), Reason.TOO_LONG),
@@ -82,8 +89,12 @@ def test_invalid_messages_name_their_reason(text: str, reason: Reason) -> None:
 
 def test_limits_are_inclusive() -> None:
     event = parse_login(
-        body(user_id="u" * 128, device_type="d" * 32, locale="l" * 32,
-             device_id="9" * MAX_DEVICE_ID_BYTES)
+        body(
+            user_id="u" * 128,
+            device_type="d" * 32,
+            locale="l" * 32,
+            device_id="9" * MAX_DEVICE_ID_BYTES,
+        )
     )
     assert len(event.user_id) == 128
 
@@ -113,27 +124,35 @@ secrets = st.text(max_size=40).map(lambda s: "PII:" + s)
 
 @given(st.sampled_from(["ip", "device_id", "app_version", "user_id"]), secrets)
 def test_errors_never_echo_the_value(field: str, value: str) -> None:
-    variants = [body(**{field: value}), body(**{field: [value]}), body(**{field: value * 50})]
+    # Each variant is invalid: the wrong type, too long, or (ip, app_version) bad syntax.
+    variants = [body(**{field: [value]}), body(**{field: value * 50})]
+    if field in ("ip", "app_version"):
+        variants.append(body(**{field: value}))
     for text in variants:
-        try:
+        with pytest.raises(InvalidMessageError) as info:
             parse_login(text)
-        except InvalidMessageError as error:
-            assert value not in str(error)
+        assert value not in str(info.value)
 
 
-valid_logins = st.fixed_dictionaries({
-    "user_id": st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s),
-    "app_version": st.tuples(*[st.integers(0, 999)] * 3).map(lambda t: "%d.%d.%d" % t),
-    "device_type": st.sampled_from(["ios", "android"]),
-    "ip": st.ip_addresses(v=4).map(str),
-    "locale": st.none() | st.text(min_size=1, max_size=32).filter(lambda s: "\x00" not in s),
-    "device_id": st.from_regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", fullmatch=True),
-})
+valid_logins = st.fixed_dictionaries(
+    {
+        "user_id": st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s),
+        "app_version": st.tuples(*[st.integers(0, 999)] * 3).map(lambda t: ".".join(map(str, t))),
+        "device_type": st.sampled_from(["ios", "android"]),
+        "ip": st.ip_addresses(v=4).map(str),
+        "locale": st.none() | st.text(min_size=1, max_size=32).filter(lambda s: "\x00" not in s),
+        "device_id": st.from_regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", fullmatch=True),
+    }
+)
 
 
 @given(valid_logins)
 def test_valid_logins_keep_their_values(login: dict[str, Any]) -> None:
     event = parse_login(json.dumps(login))
     assert (event.user_id, event.device_type, event.ip, event.locale, event.device_id) == (
-        login["user_id"], login["device_type"], login["ip"], login["locale"], login["device_id"]
+        login["user_id"],
+        login["device_type"],
+        login["ip"],
+        login["locale"],
+        login["device_id"],
     )

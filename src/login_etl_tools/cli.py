@@ -1,0 +1,189 @@
+"""``login-etl``: the command line for running and inspecting the pipeline locally.
+
+``login-etl run`` starts a local stack (moto server + throwaway Postgres) unless
+``AWS_ENDPOINT_URL`` and ``DATABASE_URL`` point at one already, sends sample messages, delivers
+them to the real Lambda handler the way the SQS event source mapping does, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+
+from login_etl.domain.masking import token_key_id
+from login_etl_tools.event_source_mapping import DeliveryStats
+from login_etl_tools.local_run import RunSummary, deliver_and_summarise
+from login_etl_tools.provisioning import Provisioned, provision
+from login_etl_tools.sample_data import generate
+from login_etl_tools.seeding import bodies_from_file, send_bodies
+from login_etl_tools.stack import local_stack, patched_environ
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, no traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``login-etl`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.command(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"login-etl: {_explain(error)}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="login-etl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="load a queue of login messages into Postgres locally")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--count", type=int, default=1000, help="generated messages to send")
+    source.add_argument("--file", type=Path, help="send this JSON array / JSON-lines file instead")
+    source.add_argument("--no-seed", action="store_true", help="process what is queued already")
+    run.add_argument("--seed", type=int, default=20221201, help="generator seed")
+    run.add_argument("--batch-size", type=int, default=100, help="records per invocation (1-10000)")
+    run.add_argument("--max-receive-count", type=int, default=5, help="redrive maxReceiveCount")
+    run.add_argument("--verbose", action="store_true", help="show the function's JSON logs")
+    run.set_defaults(command=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not 1 <= args.batch_size <= 10_000:
+        raise UserError("--batch-size must be between 1 and 10000 (the SQS event source maximum)")
+    logging_env = (
+        {}
+        if args.verbose
+        else {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+    )
+    with _stack(args.max_receive_count) as provisioned, patched_environ(logging_env):
+        sqs = boto3.client("sqs")
+        if args.no_seed:
+            sent = 0
+        else:
+            bodies = bodies_from_file(args.file) if args.file else generate(args.count, args.seed)
+            sent = send_bodies(sqs, provisioned.queue_url, bodies)
+            print(f"sent {sent} messages to {provisioned.queue_url}")
+        started = time.monotonic()
+        summary = deliver_and_summarise(
+            sqs,
+            provisioned.queue_url,
+            provisioned.dlq_url,
+            sent,
+            batch_size=args.batch_size,
+            on_batch=_progress(sent),
+        )
+        _print_summary(summary, time.monotonic() - started)
+    return 0
+
+
+@contextmanager
+def _stack(max_receive_count: int) -> Iterator[Provisioned]:
+    """The user's stack if the environment names one, else a local one started here."""
+    if os.environ.get("AWS_ENDPOINT_URL") and os.environ.get("DATABASE_URL"):
+        print(
+            f"using AWS at {os.environ['AWS_ENDPOINT_URL']} and DATABASE_URL from the environment"
+        )
+        yield provision(
+            boto3.client("sqs"),
+            boto3.client("kms"),
+            boto3.client("ssm"),
+            max_receive_count=max_receive_count,
+        )
+        return
+    print("starting the local stack (moto server + throwaway PostgreSQL) ...")
+    with local_stack(max_receive_count) as stack, patched_environ(stack.environment()):
+        print(f"  AWS endpoint {stack.aws_endpoint_url}, Postgres {_redact(stack.database_url)}")
+        yield stack.provisioned
+    print("local stack stopped")
+
+
+def _progress(total: int) -> Callable[[DeliveryStats], None]:
+    interactive = sys.stderr.isatty()
+
+    def show(stats: DeliveryStats) -> None:
+        if interactive and total:
+            done = min(stats.deleted, total)
+            bar = "#" * (30 * done // total)
+            print(
+                f"\r  [{bar:<30}] {done}/{total} done, {stats.reported_failures} retries",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return show
+
+
+def _print_summary(summary: RunSummary, seconds: float) -> None:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    d = summary.delivery
+    written = summary.rows_after - summary.rows_before
+    lines = [
+        ("messages sent", summary.sent),
+        ("deliveries to the handler", d.delivered),
+        ("handler invocations", d.invocations),
+        ("failed invocations (whole batch retried)", d.failed_invocations),
+        ("rows written to user_logins", written),
+        ("rows in user_logins now", summary.rows_after),
+        ("messages reported failed (retried)", d.reported_failures),
+        ("messages in the dead-letter queue", summary.dlq_messages),
+    ]
+    print(f"\nsummary ({seconds:.1f} s)")
+    for label, value in lines:
+        print(f"  {label:<42} {value:>8}")
+    if summary.dlq_reasons:
+        print("\ndead-lettered, and why (re-validated, no values shown)")
+        for reason, count in summary.dlq_reasons.most_common():
+            print(f"  {count:>6}  {reason}")
+    if summary.sample_rows:
+        print("\na few rows (masked_ip / masked_device_id are deterministic Fernet tokens)")
+        for row in summary.sample_rows:
+            user_id, device_type, masked_ip, masked_device, locale, version, day = row
+            print(f"  {user_id}  {device_type:<8} {locale or 'NULL':<5} {version:>9}  {day}")
+            print(f"    masked_ip        {masked_ip}")
+            print(
+                f"    masked_device_id {masked_device}  (key id {token_key_id(masked_device):#x})"
+            )
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if credentials else url
+
+
+def _explain(error: Exception) -> str:
+    """One line: what is wrong and what to do."""
+    import botocore.exceptions  # noqa: PLC0415
+
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, botocore.exceptions.NoRegionError):
+        return "no AWS region: set AWS_REGION (e.g. export AWS_REGION=us-east-1)"
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+    if isinstance(error, botocore.exceptions.EndpointConnectionError):
+        return f"cannot reach AWS at {error.kwargs.get('endpoint_url')}: is the stack running?"
+    if isinstance(error, ConnectionRefusedError | OSError) and "DATABASE_URL" in os.environ:
+        return f"cannot reach Postgres at {_redact(os.environ['DATABASE_URL'])}: {error}"
+    return f"{type(error).__name__}: {error} (rerun with --debug for the traceback)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Delivers a queue to a handler the way Lambda's SQS event source mapping does.
+
+Receive a batch, invoke the handler with the exact SQS event shape, delete what succeeded,
+leave the reported failures (or the whole batch, if the handler raised or answered
+malformed) to the visibility timeout, so the queue's redrive policy dead-letters them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+_SQS_MAX_RECEIVE = 10
+
+
+@dataclass
+class LocalContext:
+    """The parts of the Lambda context object that Powertools and our code read."""
+
+    function_name: str = "login-etl-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 128
+    timeout_s: float = 900.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass
+class DeliveryStats:
+    """What the mapping did over a whole run."""
+
+    invocations: int = 0
+    failed_invocations: int = 0
+    delivered: int = 0
+    deleted: int = 0
+    reported_failures: int = 0
+    deliveries_by_id: Counter[str] = field(default_factory=Counter)
+
+
+def lambda_record(message: MessageTypeDef, queue_arn: str, region: str) -> dict[str, Any]:
+    """A received SQS message in the shape Lambda puts in ``event["Records"]``."""
+    attributes = dict(message.get("Attributes", {}))
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": attributes,
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value["DataType"],
+            }
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody")
+        or hashlib.md5(  # noqa: S324 - SQS's own checksum
+            message["Body"].encode()
+        ).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def run_event_source_mapping(
+    sqs: SQSClient,
+    queue_url: str,
+    handler: Handler,
+    *,
+    batch_size: int = 10,
+    retry_after_s: int = 1,
+    visibility_timeout_s: int = 60,
+    max_seconds: float = 300.0,
+    on_batch: Callable[[DeliveryStats], None] | None = None,
+) -> DeliveryStats:
+    """Deliver until the queue is empty (redrive included) or ``max_seconds`` pass.
+
+    Messages are received with ``visibility_timeout_s`` (longer than any batch takes). A
+    local shortcut, not what Lambda does: the failed ones then get ``retry_after_s`` left, so
+    retries (and the redrive after ``maxReceiveCount`` receives) take seconds, not minutes.
+    """
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    region = arn.split(":")[3]
+    stats = DeliveryStats()
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        messages = _receive_batch(sqs, queue_url, batch_size, visibility_timeout_s)
+        if not messages:
+            if _is_empty(sqs, queue_url):
+                break
+            time.sleep(0.2)
+            continue
+        event = {"Records": [lambda_record(m, arn, region) for m in messages]}
+        failed = _invoke(handler, event, stats)
+        succeeded = [m for m in messages if m["MessageId"] not in failed]
+        stats.deleted += _delete(sqs, queue_url, succeeded)
+        _retry_after(
+            sqs, queue_url, [m for m in messages if m["MessageId"] in failed], retry_after_s
+        )
+        stats.delivered += len(messages)
+        stats.deliveries_by_id.update(m["MessageId"] for m in messages)
+        if on_batch is not None:
+            on_batch(stats)
+    return stats
+
+
+def _invoke(handler: Handler, event: dict[str, Any], stats: DeliveryStats) -> set[str]:
+    """The ids to keep on the queue: the reported ones, or all if the response is unusable."""
+    stats.invocations += 1
+    batch_ids = {r["messageId"] for r in event["Records"]}
+    try:
+        response = handler(event, LocalContext())
+        failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    except Exception:
+        stats.failed_invocations += 1
+        return batch_ids
+    if not failed <= batch_ids:  # Lambda treats unknown or empty ids as a failed batch
+        stats.failed_invocations += 1
+        return batch_ids
+    stats.reported_failures += len(failed)
+    return failed
+
+
+def _receive_batch(
+    sqs: SQSClient, queue_url: str, batch_size: int, visibility_timeout_s: int
+) -> list[MessageTypeDef]:
+    batch: list[MessageTypeDef] = []
+    while len(batch) < batch_size:
+        received = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(_SQS_MAX_RECEIVE, batch_size - len(batch)),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=visibility_timeout_s,
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not received:
+            break
+        batch.extend(received)
+    return batch
+
+
+def _delete(sqs: SQSClient, queue_url: str, messages: list[MessageTypeDef]) -> int:
+    deleted = 0
+    for start in range(0, len(messages), _SQS_MAX_RECEIVE):
+        chunk = messages[start : start + _SQS_MAX_RECEIVE]
+        response = sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+            ],
+        )
+        deleted += len(response.get("Successful", []))
+    return deleted
+
+
+def _retry_after(
+    sqs: SQSClient, queue_url: str, messages: list[MessageTypeDef], seconds: int
+) -> None:
+    for start in range(0, len(messages), _SQS_MAX_RECEIVE):
+        chunk = messages[start : start + _SQS_MAX_RECEIVE]
+        sqs.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
+                for i, m in enumerate(chunk)
+            ],
+        )
+
+
+def _is_empty(sqs: SQSClient, queue_url: str) -> bool:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]) == 0
+        and int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
+    )

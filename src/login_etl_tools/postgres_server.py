@@ -1,0 +1,166 @@
+"""A throwaway PostgreSQL server from real binaries on a free loopback port.
+
+``initdb`` and ``pg_ctl`` refuse to run as root, so when we are root (CI) the server runs as the
+unprivileged ``postgres`` system user, with a data directory that user owns.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from login_etl_tools.ports import free_port
+
+USER = "postgres"
+PASSWORD = "postgres"  # noqa: S105 - loopback-only throwaway server; scram auth keeps the real code path
+DATABASE = "postgres"
+_SERVICE_ACCOUNT = "postgres"
+
+
+class PostgresNotFoundError(RuntimeError):
+    """No PostgreSQL server binaries on this machine."""
+
+
+def find_bin_dir() -> Path:
+    """The directory holding initdb and pg_ctl: $PG_BIN, PATH, or /usr/lib/postgresql/*/bin."""
+    candidates = []
+    if os.environ.get("PG_BIN"):
+        candidates.append(Path(os.environ["PG_BIN"]))
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
+    candidates.extend(Path(p) for p in versions)
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
+            return directory
+    raise PostgresNotFoundError(
+        "PostgreSQL server binaries not found (looked at $PG_BIN, PATH and "
+        "/usr/lib/postgresql/*/bin). Install them (Debian/Ubuntu: sudo apt-get install "
+        "postgresql; macOS: brew install postgresql@16) or set DATABASE_URL to a server you run."
+    )
+
+
+def _version_key(path: str) -> int:
+    part = Path(path).parent.name
+    return int(part) if part.isdigit() else 0
+
+
+@dataclass
+class PostgresServer:
+    """A running throwaway server; ``stop()`` removes every trace of it."""
+
+    bin_dir: Path
+    data_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @classmethod
+    def start(cls, bin_dir: Path | None = None, port: int | None = None) -> PostgresServer:
+        """initdb into a fresh temporary directory and start the server on a free port."""
+        bin_dir = bin_dir or find_bin_dir()
+        root = Path(tempfile.mkdtemp(prefix="login-etl-pg-"))
+        server = cls(bin_dir, root / "data", port or free_port())
+        try:
+            server._init(root)
+            server._pg_ctl(
+                "start",
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1"
+                " -c fsync=off -c max_connections=50",
+            )
+        except BaseException:
+            log = root / "server.log"
+            detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            shutil.rmtree(root, ignore_errors=True)
+            if detail:
+                raise RuntimeError(f"PostgreSQL did not start:\n{detail}") from None
+            raise
+        return server
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and delete its directory."""
+        if self.data_dir.exists():
+            self._pg_ctl("stop", "-m", "fast", "-w", check=False)
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Stop without deleting: for outage tests (``start_again`` brings it back)."""
+        self._pg_ctl("stop", "-m", "immediate", "-w", check=False)
+
+    def start_again(self) -> None:
+        """Restart a server stopped with ``kill``, same port and data."""
+        root = self.data_dir.parent
+        self._pg_ctl(
+            "start",
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(root / "server.log"),
+            "-o",
+            f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+        )
+
+    def _init(self, root: Path) -> None:
+        pwfile = root / "pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        if _as_service_account():
+            account = pwd.getpwnam(_SERVICE_ACCOUNT)
+            for path in (root, pwfile):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self._run(
+            self.bin_dir / "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            USER,
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
+        pwfile.unlink()
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        self._run(self.bin_dir / "pg_ctl", "-D", str(self.data_dir), *args, check=check)
+
+    def _run(self, *command: str | Path, check: bool = True) -> None:
+        argv = [str(c) for c in command]
+        if _as_service_account():
+            argv = ["runuser", "-u", _SERVICE_ACCOUNT, "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"{Path(str(command[0])).name} failed:"
+                f" {result.stderr.strip() or result.stdout.strip()}"
+            )
+
+
+def _as_service_account() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        pwd.getpwnam(_SERVICE_ACCOUNT)
+    except KeyError:
+        raise RuntimeError(
+            "running as root, and PostgreSQL refuses to: create an unprivileged 'postgres' "
+            "user (useradd --system postgres) or run as a normal user"
+        ) from None
+    return True

@@ -1,0 +1,42 @@
+"""Sending message bodies to a queue, ten per SendMessageBatch, failing loudly on any loss."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+_SQS_BATCH = 10
+
+
+def send_bodies(
+    sqs: SQSClient, queue_url: str, bodies: Sequence[str], group_id: str | None = None
+) -> int:
+    """Send every body as one message; raise if SQS refuses any of them."""
+    for start in range(0, len(bodies), _SQS_BATCH):
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
+        for offset, body in enumerate(bodies[start : start + _SQS_BATCH]):
+            entry: SendMessageBatchRequestEntryTypeDef = {"Id": str(offset), "MessageBody": body}
+            if group_id is not None:
+                entry["MessageGroupId"] = group_id
+                entry["MessageDeduplicationId"] = f"{group_id}-{start + offset}"
+            entries.append(entry)
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if response.get("Failed"):
+            codes = sorted({f["Code"] for f in response["Failed"]})
+            raise RuntimeError(f"SQS refused {len(response['Failed'])} messages: {codes}")
+    return len(bodies)
+
+
+def bodies_from_file(path: Path) -> list[str]:
+    """A JSON array of messages, or JSON lines; each element is sent as ``json.dumps``."""
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return [json.dumps(item) for item in json.loads(stripped)]
+    return [line for line in text.splitlines() if line.strip()]

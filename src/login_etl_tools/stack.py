@@ -1,0 +1,81 @@
+"""The local stack: moto server + throwaway Postgres, provisioned, as environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import boto3
+
+from login_etl_tools.moto_server import MotoServer
+from login_etl_tools.postgres_server import PostgresServer
+from login_etl_tools.provisioning import Provisioned, provision
+
+REGION = "us-east-1"
+# moto accepts any credentials; these only keep boto3 from looking for real ones.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass
+class LocalStack:
+    """Endpoints and provisioned resources of a running local stack."""
+
+    aws_endpoint_url: str
+    database_url: str
+    provisioned: Provisioned
+
+    def environment(self) -> dict[str, str]:
+        """What the function and boto3 need: the same variables one would set for AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **DUMMY_CREDENTIALS,
+            "DATABASE_URL": self.database_url,
+            "DATA_KEY_PARAMETER": self.provisioned.data_key_parameter,
+            "QUEUE_URL": self.provisioned.queue_url,
+        }
+
+
+@contextmanager
+def local_stack(max_receive_count: int = 5) -> Iterator[LocalStack]:
+    """Start moto and Postgres, provision, yield; stop both on the way out, whatever happens."""
+    moto = MotoServer.start()
+    try:
+        postgres = PostgresServer.start()
+        try:
+            env = {
+                "AWS_ENDPOINT_URL": moto.endpoint_url,
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                **DUMMY_CREDENTIALS,
+            }
+            with patched_environ(env):
+                provisioned = provision(
+                    boto3.client("sqs"),
+                    boto3.client("kms"),
+                    boto3.client("ssm"),
+                    max_receive_count=max_receive_count,
+                )
+            yield LocalStack(moto.endpoint_url, postgres.url, provisioned)
+        finally:
+            postgres.stop()
+    finally:
+        moto.stop()
+
+
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration, restoring the previous values after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
