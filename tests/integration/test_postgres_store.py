@@ -36,7 +36,8 @@ def columns(db: pg8000.native.Connection) -> list[tuple[str, str, int | None]]:
         tuple(r)
         for r in db.run(
             "SELECT column_name, data_type, character_maximum_length"
-            " FROM information_schema.columns WHERE table_name = 'user_logins' ORDER BY ordinal_position"
+            " FROM information_schema.columns WHERE table_name = 'user_logins'"
+            " ORDER BY ordinal_position"
         )
     ]
 
