@@ -8,6 +8,7 @@ malformed) to the visibility timeout, so the queue's redrive policy dead-letters
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 import uuid
 from collections import Counter
@@ -59,6 +60,7 @@ class DeliveryStats:
     delivered: int = 0
     deleted: int = 0
     reported_failures: int = 0
+    lost_deletes: int = 0
     deliveries_by_id: Counter[str] = field(default_factory=Counter)
 
 
@@ -100,13 +102,20 @@ def run_event_source_mapping(
     visibility_timeout_s: int = 60,
     max_seconds: float = 300.0,
     on_batch: Callable[[DeliveryStats], None] | None = None,
+    lose_delete_ratio: float = 0.0,
+    seed: int = 0,
 ) -> DeliveryStats:
     """Deliver until the queue is empty (redrive included) or ``max_seconds`` pass.
 
     Messages are received with ``visibility_timeout_s`` (longer than any batch takes). A
     local shortcut, not what Lambda does: the failed ones then get ``retry_after_s`` left, so
     retries (and the redrive after ``maxReceiveCount`` receives) take seconds, not minutes.
+
+    ``lose_delete_ratio`` injects a fault: that share of the successful messages is not
+    deleted, as if the function had crashed after its commit, so SQS delivers them again.
     """
+    rng = random.Random(seed)  # noqa: S311 - fault injection, not security
+    lost_before: set[str] = set()
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -123,10 +132,18 @@ def run_event_source_mapping(
         event = {"Records": [lambda_record(m, arn, region) for m in messages]}
         failed = _invoke(handler, event, stats)
         succeeded = [m for m in messages if m["MessageId"] not in failed]
-        stats.deleted += _delete(sqs, queue_url, succeeded)
-        _retry_after(
-            sqs, queue_url, [m for m in messages if m["MessageId"] in failed], retry_after_s
+        lost = {
+            m["MessageId"]
+            for m in succeeded
+            if m["MessageId"] not in lost_before and rng.random() < lose_delete_ratio
+        }
+        lost_before |= lost  # each message is delivered twice at most, as the fault says
+        stats.lost_deletes += len(lost)
+        stats.deleted += _delete(
+            sqs, queue_url, [m for m in succeeded if m["MessageId"] not in lost]
         )
+        again = [m for m in messages if m["MessageId"] in failed or m["MessageId"] in lost]
+        _retry_after(sqs, queue_url, again, retry_after_s)
         stats.delivered += len(messages)
         stats.deliveries_by_id.update(m["MessageId"] for m in messages)
         if on_batch is not None:

@@ -63,13 +63,21 @@ def generate(
     count: int, seed: int = 20221201, malformed_ratio: float = 0.02, repeat_ratio: float = 0.2
 ) -> list[str]:
     """``count`` message bodies, deterministic for a given seed."""
+    return [body for body, _ in generate_labelled(count, seed, malformed_ratio, repeat_ratio)]
+
+
+def generate_labelled(
+    count: int, seed: int = 20221201, malformed_ratio: float = 0.02, repeat_ratio: float = 0.2
+) -> list[tuple[str, bool]]:
+    """Like ``generate``, each body with whether it was made valid (known by construction)."""
     rng = random.Random(seed)
     ips: list[str] = []
     devices: list[str] = []
     bodies = []
     for _ in range(count):
         valid = login(rng, ips, devices, repeat_ratio)
-        bodies.append(
-            malformed(rng, valid) if rng.random() < malformed_ratio else json.dumps(valid)
-        )
+        if rng.random() < malformed_ratio:
+            bodies.append((malformed(rng, valid), False))
+        else:
+            bodies.append((json.dumps(valid), True))
     return bodies
