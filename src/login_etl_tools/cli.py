@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
             sent = 0
         else:
             bodies = bodies_from_file(args.file) if args.file else generate(args.count, args.seed)
-            sent = send_bodies(sqs, provisioned.queue_url, bodies)
+            sent = len(send_bodies(sqs, provisioned.queue_url, bodies))
             print(f"sent {sent} messages to {provisioned.queue_url}")
         started = time.monotonic()
         summary = deliver_and_summarise(

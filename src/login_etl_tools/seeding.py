@@ -16,8 +16,9 @@ _SQS_BATCH = 10
 
 def send_bodies(
     sqs: SQSClient, queue_url: str, bodies: Sequence[str], group_id: str | None = None
-) -> int:
-    """Send every body as one message; raise if SQS refuses any of them."""
+) -> list[str]:
+    """Send every body as one message, in order; return their MessageIds. Raise on refusal."""
+    ids: list[str] = []
     for start in range(0, len(bodies), _SQS_BATCH):
         entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for offset, body in enumerate(bodies[start : start + _SQS_BATCH]):
@@ -30,7 +31,9 @@ def send_bodies(
         if response.get("Failed"):
             codes = sorted({f["Code"] for f in response["Failed"]})
             raise RuntimeError(f"SQS refused {len(response['Failed'])} messages: {codes}")
-    return len(bodies)
+        by_entry = {entry["Id"]: entry["MessageId"] for entry in response["Successful"]}
+        ids += [by_entry[entry["Id"]] for entry in entries]
+    return ids
 
 
 def bodies_from_file(path: Path) -> list[str]:
