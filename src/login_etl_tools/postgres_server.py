@@ -78,17 +78,7 @@ class PostgresServer:
         server = cls(bin_dir, root / "data", port or free_port())
         try:
             server._init(root)
-            server._pg_ctl(
-                "start",
-                "-w",
-                "-t",
-                "30",
-                "-l",
-                str(root / "server.log"),
-                "-o",
-                f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1"
-                " -c fsync=off -c max_connections=50",
-            )
+            server.start_again()
         except BaseException:
             log = root / "server.log"
             detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -109,18 +99,13 @@ class PostgresServer:
         self._pg_ctl("stop", "-m", "immediate", "-w", check=False)
 
     def start_again(self) -> None:
-        """Restart a server stopped with ``kill``, same port and data."""
+        """Start the server on its port and data directory (after ``_init``, or ``kill``).
+
+        fsync is off: a throwaway server loses nothing worth keeping in a crash.
+        """
         root = self.data_dir.parent
-        self._pg_ctl(
-            "start",
-            "-w",
-            "-t",
-            "30",
-            "-l",
-            str(root / "server.log"),
-            "-o",
-            f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-        )
+        options = f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg_ctl("start", "-w", "-t", "30", "-l", str(root / "server.log"), "-o", options)
 
     def _init(self, root: Path) -> None:
         pwfile = root / "pwfile"
