@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_etl.domain import app_version
 from login_etl.domain.app_version import InvalidAppVersionError, decode, encode
 
 parts = st.integers(min_value=0, max_value=999)
@@ -81,7 +80,3 @@ def test_fits_postgres_integer() -> None:
 def test_decode_rejects_out_of_range(value: int) -> None:
     with pytest.raises(InvalidAppVersionError):
         decode(value)
-
-
-def test_sql_expression_names_the_column() -> None:
-    assert "app_version / 1000000" in app_version.SQL_DECODE_EXPRESSION
