@@ -74,6 +74,8 @@ def process_batch(
         result = store.write(pending)
         if not result.rejected:
             break
+        if not result.rejected.keys() <= {mid for mid, _ in pending}:
+            raise RuntimeError("the store rejected ids it was not given")  # would loop forever
         for message_id, sqlstate in result.rejected.items():
             failures[message_id] = Failure(
                 message_id, Reason.REJECTED_BY_DATABASE, f"Postgres refused the row ({sqlstate})"
@@ -81,9 +83,8 @@ def process_batch(
 
     outcome.written = result.written
     outcome.duplicates += result.duplicates
-    outcome.failures = [
-        failures[m.message_id] for m in _unique(messages) if m.message_id in failures
-    ]
+    in_order = dict.fromkeys(m.message_id for m in messages)
+    outcome.failures = [failures[mid] for mid in in_order if mid in failures]
     return outcome
 
 
@@ -104,13 +105,3 @@ def _fail_later_messages_of_failed_groups(
                 Reason.EARLIER_IN_GROUP_FAILED,
                 "an earlier message of its FIFO group failed",
             )
-
-
-def _unique(messages: Sequence[QueueMessage]) -> list[QueueMessage]:
-    seen: set[str] = set()
-    unique = []
-    for message in messages:
-        if message.message_id not in seen:
-            seen.add(message.message_id)
-            unique.append(message)
-    return unique

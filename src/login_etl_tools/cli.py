@@ -180,7 +180,7 @@ def _explain(error: Exception) -> str:
         return "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
     if isinstance(error, botocore.exceptions.EndpointConnectionError):
         return f"cannot reach AWS at {error.kwargs.get('endpoint_url')}: is the stack running?"
-    if isinstance(error, ConnectionRefusedError | OSError) and "DATABASE_URL" in os.environ:
+    if isinstance(error, OSError) and "DATABASE_URL" in os.environ:
         return f"cannot reach Postgres at {_redact(os.environ['DATABASE_URL'])}: {error}"
     return f"{type(error).__name__}: {error} (rerun with --debug for the traceback)"
 

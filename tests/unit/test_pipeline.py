@@ -4,6 +4,8 @@ import json
 from collections.abc import Sequence
 from datetime import date
 
+import pytest
+
 from login_etl.domain.errors import Reason
 from login_etl.domain.models import QueueMessage, UserLoginRow
 from login_etl.pipeline import process_batch
@@ -119,3 +121,12 @@ def test_fifo_database_refusal_also_holds_back_later_group_members() -> None:
     outcome = process_batch(batch, str.upper, store, TODAY)
     assert failed_ids(outcome.batch_item_failures()) == ["1", "2"]
     assert store.calls[-1] == ["3"]
+
+
+def test_a_store_breaking_its_contract_fails_loudly_instead_of_looping() -> None:
+    class RejectsStrangers(MemoryStore):
+        def write(self, rows: Sequence[tuple[str, UserLoginRow]]) -> WriteResult:
+            return WriteResult(rejected={"not-in-this-batch": "22001"})
+
+    with pytest.raises(RuntimeError, match="not given"):
+        process_batch([msg("a")], str.upper, RejectsStrangers(), TODAY)
