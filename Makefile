@@ -5,9 +5,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# aws-sam-cli pins its own boto3 and friends: it lives in a venv of its own.
+SAM_CLI_VERSION := 1.170.0
+TOOLS       := .venv-tools
+SAM         := $(TOOLS)/bin/sam
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
+SAM_BUILT   := .aws-sam/build/template.yaml
+FUNCTION_SOURCES := $(shell find src/login_etl -name '*.py') requirements.txt template.yaml
+EVENT ?= events/sqs-batch.json
+export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check clean
+.PHONY: help install run test lint check clean build invoke build-LoginEtlFunction
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,21 +28,53 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with the function and the dev tools
+install: $(STAMP) $(TOOLS_STAMP)  ## create .venv (function + dev tools) and .venv-tools (SAM CLI)
+
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	@touch $(TOOLS_STAMP)
+
+$(SAM_BUILT): $(TOOLS_STAMP) $(FUNCTION_SOURCES)
+	$(SAM) build
+
+build: $(SAM_BUILT)  ## sam build: the Lambda artifact in .aws-sam/build (manylinux wheels, no Docker)
+
+invoke: $(SAM_BUILT)  ## sam local invoke against docker-compose's LocalStack (needs Docker; EVENT=...)
+	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	  $(SAM) local invoke --config-env local --event $(EVENT)
 
 run: $(STAMP)  ## start a local stack, send sample messages, load them through the handler (ARGS=...)
 	$(BIN)/login-etl run $(ARGS)
 
-test: $(STAMP)  ## unit, integration (real Postgres + moto server) and end-to-end tests
+test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
 
-lint: $(STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint
+lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --region us-east-1
 
 check: lint test  ## everything CI runs
 
 clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam build dist src/*.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam build dist src/*.egg-info
+
+# --- Lambda artifact: SAM's `BuildMethod: makefile` calls this with ARTIFACTS_DIR set. -------
+# The tests call it too, with the local Python and platform, to import and run the artifact.
+LAMBDA_PYTHON   ?= 3.12
+LAMBDA_PLATFORM ?= manylinux2014_aarch64
+# The Lambda Python runtime provides boto3; bundling it would add ~25 MB (see the README).
+RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3
+
+build-LoginEtlFunction:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --upgrade \
+	  --requirement requirements.txt --target "$(ARTIFACTS_DIR)" \
+	  --platform $(LAMBDA_PLATFORM) --implementation cp --python-version $(LAMBDA_PYTHON) \
+	  --only-binary=:all:
+	cd "$(ARTIFACTS_DIR)" && rm -rf bin $(foreach p,$(RUNTIME_PROVIDED),$(p) $(p)-*.dist-info)
+	cp -R src/login_etl "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +

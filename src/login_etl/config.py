@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from login_etl.adapters.postgres_store import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
+MAX_SQS_WAIT_S = 20
 # Bound into every data key: a ciphertext made for something else will not decrypt here.
 KMS_ENCRYPTION_CONTEXT = {"purpose": "login-etl/pii-masking"}
 
@@ -36,6 +37,9 @@ class Settings:
     data_key_parameter: str | None
     queue_url: str | None
     mask_cache_size: int
+    drain_wait_s: int
+    drain_receives_per_batch: int
+    drain_safety_margin_ms: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +55,9 @@ class Settings:
             data_key_parameter=env.get("DATA_KEY_PARAMETER") or None,
             queue_url=env.get("QUEUE_URL") or None,
             mask_cache_size=int(_number(env, "MASK_CACHE_SIZE", 20_000)),
+            drain_wait_s=int(_number(env, "DRAIN_WAIT_SECONDS", 2)),
+            drain_receives_per_batch=int(_number(env, "DRAIN_RECEIVES_PER_BATCH", 10)),
+            drain_safety_margin_ms=int(_number(env, "DRAIN_SAFETY_MARGIN_MS", 10_000)),
         )
         if not (settings.database_url or settings.database_secret_arn):
             raise ConfigurationError("set DATABASE_URL or DATABASE_SECRET_ARN")
@@ -59,6 +66,10 @@ class Settings:
                 "set DATA_KEY_CIPHERTEXT (base64 KMS ciphertext of the data key)"
                 " or DATA_KEY_PARAMETER (the SSM parameter holding it)"
             )
+        if not 0 <= settings.drain_wait_s <= MAX_SQS_WAIT_S:
+            raise ConfigurationError(f"DRAIN_WAIT_SECONDS must be 0-{MAX_SQS_WAIT_S}")
+        if settings.drain_receives_per_batch < 1:
+            raise ConfigurationError("DRAIN_RECEIVES_PER_BATCH must be at least 1")
         if settings.db_sslmode not in SSL_MODES:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}")
         return settings

@@ -1,29 +1,63 @@
-"""The Lambda entry point: adapts the event, delegates to the pipeline, shapes the response."""
+"""The Lambda entry point: recognises the trigger, delegates, shapes the response.
+
+Two triggers share one pipeline: the SQS event source mapping (a batch in the event, partial
+batch response) and a scheduled EventBridge rule (the function drains the queue itself).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from login_etl.domain.models import QueueMessage
-from login_etl.observability import logger, metrics, report
-from login_etl.pipeline import process_batch
-from login_etl.runtime import get_runtime
+from login_etl.drain import drain
+from login_etl.observability import logger, metrics, report, report_drain
+from login_etl.pipeline import BatchOutcome, process_batch
+from login_etl.runtime import Runtime, get_runtime
+
+SCHEDULED_EVENT = "Scheduled Event"
+
+
+class UnsupportedEventError(ValueError):
+    """The event is neither an SQS batch nor a scheduled event."""
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001
-    """SQS event source mapping -> ``{"batchItemFailures": [...]}`` (partial batch response)."""
-    runtime = get_runtime()
-    messages = [to_queue_message(record) for record in SQSEvent(event).records]
-    outcome = process_batch(messages, runtime.mask, runtime.store, datetime.now(UTC).date())
-    report(outcome)
-    return outcome.batch_item_failures()
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """SQS batch -> ``{"batchItemFailures": [...]}``; scheduled event -> a drain summary."""
+    if "Records" in event:
+        return handle_sqs_batch(SQSEvent(event), get_runtime())
+    if EventBridgeEvent(event).get("detail-type") == SCHEDULED_EVENT:
+        return handle_schedule(context, get_runtime())
+    # The keys only: an unknown event may still carry PII in its values.
+    raise UnsupportedEventError(f"unsupported event with keys {sorted(event)}")
+
+
+def handle_sqs_batch(event: SQSEvent, runtime: Runtime) -> dict[str, Any]:
+    """The event source mapping's batch, with a partial batch response."""
+    messages = [to_queue_message(record) for record in event.records]
+    return _process(messages, runtime).batch_item_failures()
+
+
+def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
+    """Drain ``QUEUE_URL`` until it is empty or the invocation's time runs short."""
+    settings = runtime.settings
+    summary = drain(
+        runtime.queue(),
+        lambda messages: _process(messages, runtime),
+        context.get_remaining_time_in_millis,
+        receives_per_round=settings.drain_receives_per_batch,
+        safety_margin_ms=settings.drain_safety_margin_ms,
+        wait_time_ms=settings.drain_wait_s * 1000,
+    )
+    report_drain(summary)
+    return summary.as_response()
 
 
 def to_queue_message(record: SQSRecord) -> QueueMessage:
@@ -35,3 +69,9 @@ def to_queue_message(record: SQSRecord) -> QueueMessage:
         sent_timestamp_ms=attributes.get("SentTimestamp"),
         group_id=attributes.get("MessageGroupId"),
     )
+
+
+def _process(messages: Sequence[QueueMessage], runtime: Runtime) -> BatchOutcome:
+    outcome = process_batch(messages, runtime.mask, runtime.store, datetime.now(UTC).date())
+    report(outcome)
+    return outcome

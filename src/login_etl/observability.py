@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from login_etl.drain import DrainSummary
 from login_etl.pipeline import BatchOutcome
 
 SERVICE = "login-etl"
@@ -56,3 +57,17 @@ def report(outcome: BatchOutcome) -> None:
             default_dimensions=metrics.default_dimensions,
         ) as metric:
             metric.add_dimension(name="reason", value=reason)
+
+
+def report_drain(summary: DrainSummary) -> None:
+    """Log the drain's totals, and each message SQS failed to delete (it will come back)."""
+    for failure in summary.delete_failures:
+        logger.warning(
+            "delete failed: the message will be redelivered and skipped as a duplicate",
+            extra={"message_id": failure.message_id, "code": failure.code},
+        )
+    logger.info("queue drained", extra=summary.as_response())
+    metrics.add_metric(name="DrainBatches", unit=MetricUnit.Count, value=summary.batches)
+    metrics.add_metric(
+        name="DeleteFailures", unit=MetricUnit.Count, value=len(summary.delete_failures)
+    )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from login_etl.domain.models import UserLoginRow
+from login_etl.domain.models import QueueMessage, UserLoginRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,4 +36,36 @@ class DataKeySource(Protocol):
 
     def data_key(self) -> bytes:
         """Return the 32-byte plaintext data key. Raises if the key service is unavailable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A message taken off the queue by the drain, with the handle that deletes it."""
+
+    message: QueueMessage
+    receipt_handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    """A message SQS did not delete: it will come back, and the ledger makes that harmless."""
+
+    message_id: str
+    code: str
+
+
+class MessageQueue(Protocol):
+    """The queue the scheduled drain reads (SQS, in production)."""
+
+    def receive(self) -> list[ReceivedMessage]:
+        """Up to 10 messages, waiting (long polling) a little if none is visible."""
+        ...
+
+    def delete(self, messages: Sequence[ReceivedMessage]) -> list[DeleteFailure]:
+        """Delete the messages; return those the queue did not delete, and why."""
+        ...
+
+    def release(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Make messages visible again at once (received, but never processed)."""
         ...

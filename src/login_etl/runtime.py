@@ -15,8 +15,10 @@ from login_etl.adapters import aws
 from login_etl.adapters.config_stores import read_json_secret, read_parameter
 from login_etl.adapters.kms_data_key import KmsDataKeySource
 from login_etl.adapters.postgres_store import ConnectionParams, PostgresLoginStore
+from login_etl.adapters.sqs_queue import SqsQueue
 from login_etl.config import (
     KMS_ENCRYPTION_CONTEXT,
+    ConfigurationError,
     Settings,
     connection_params_from_secret,
     connection_params_from_url,
@@ -32,6 +34,12 @@ class Runtime:
     masker: DeterministicMasker
     mask: Callable[[str], str]  # masker.mask behind a bounded cache: repeated devices are free
     store: PostgresLoginStore
+
+    def queue(self) -> SqsQueue:
+        """The queue the scheduled drain reads; only that trigger needs ``QUEUE_URL``."""
+        if not self.settings.queue_url:
+            raise ConfigurationError("set QUEUE_URL: the scheduled trigger drains that queue")
+        return SqsQueue(aws.sqs(), self.settings.queue_url, wait_time_s=self.settings.drain_wait_s)
 
 
 _runtime: Runtime | None = None

@@ -125,7 +125,7 @@ def run_event_source_mapping(
     while time.monotonic() < deadline:
         messages = _receive_batch(sqs, queue_url, batch_size, visibility_timeout_s)
         if not messages:
-            if _is_empty(sqs, queue_url):
+            if queue_is_empty(sqs, queue_url):
                 break
             time.sleep(0.2)
             continue
@@ -215,7 +215,8 @@ def _retry_after(
         )
 
 
-def _is_empty(sqs: SQSClient, queue_url: str) -> bool:
+def queue_is_empty(sqs: SQSClient, queue_url: str) -> bool:
+    """Nothing visible and nothing in flight: every message was deleted or dead-lettered."""
     attributes = sqs.get_queue_attributes(
         QueueUrl=queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],

@@ -16,6 +16,7 @@ from login_etl.domain.errors import InvalidMessageError
 from login_etl.domain.validation import parse_login
 from login_etl.runtime import connection_params
 from login_etl_tools.event_source_mapping import DeliveryStats, run_event_source_mapping
+from login_etl_tools.schedule import run_schedule
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,16 +44,24 @@ def deliver_and_summarise(
     sent: int,
     *,
     batch_size: int,
+    mode: str = "sqs",
     on_batch: Callable[[DeliveryStats], None] | None = None,
 ) -> RunSummary:
-    """Run the event source mapping emulation until the queue is empty, then count."""
+    """Deliver the queue to the handler until it is empty, then count.
+
+    ``mode`` is the trigger: ``sqs`` emulates the event source mapping (batches of
+    ``batch_size``), ``schedule`` the EventBridge rule (the handler drains the queue itself).
+    """
     from login_etl.handler import lambda_handler  # noqa: PLC0415 - after logging env is set
 
     with _database() as conn:
         before = _count_rows(conn)
-        stats = run_event_source_mapping(
-            sqs, queue_url, lambda_handler, batch_size=batch_size, on_batch=on_batch
-        )
+        if mode == "schedule":
+            stats = run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch)
+        else:
+            stats = run_event_source_mapping(
+                sqs, queue_url, lambda_handler, batch_size=batch_size, on_batch=on_batch
+            )
         after = _count_rows(conn)
         sample = conn.run(
             "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version,"

@@ -40,7 +40,7 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(max_receive_count: int = 5) -> Iterator[LocalStack]:
+def local_stack(max_receive_count: int = 5, visibility_timeout_s: int = 30) -> Iterator[LocalStack]:
     """Start moto and Postgres, provision, yield; stop both on the way out, whatever happens."""
     moto = MotoServer.start()
     try:
@@ -58,6 +58,7 @@ def local_stack(max_receive_count: int = 5) -> Iterator[LocalStack]:
                     boto3.client("kms"),
                     boto3.client("ssm"),
                     max_receive_count=max_receive_count,
+                    visibility_timeout_s=visibility_timeout_s,
                 )
             yield LocalStack(moto.endpoint_url, postgres.url, provisioned)
         finally:

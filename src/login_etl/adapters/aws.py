@@ -21,11 +21,15 @@ CLIENT_CONFIG = Config(
     connect_timeout=3,
     read_timeout=10,
 )
+# SQS long polling holds a ReceiveMessage open for up to 20 s, and the drain runs several
+# receives and deletes at once: a longer read timeout and a larger connection pool.
+SQS_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=25, max_pool_connections=32))
 
 
 @cache
 def _client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    config = SQS_CONFIG if service == "sqs" else CLIENT_CONFIG
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 
 def kms() -> KMSClient:

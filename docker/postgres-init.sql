@@ -1,0 +1,4 @@
+-- The take-home's table, exactly as given. login-etl never alters, drops or replaces it.
+CREATE TABLE IF NOT EXISTS user_logins(
+  user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
+  masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date);

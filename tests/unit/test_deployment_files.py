@@ -1,0 +1,98 @@
+"""The deployment files agree with each other and with the code (no Docker or AWS needed).
+
+cfn-lint and ``sam validate --lint`` check the template's syntax in ``make lint``; these check
+the promises the README makes about it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cfnlint.decode import cfn_yaml
+
+from login_etl.adapters.postgres_schema import CREATE_TABLE
+from login_etl.config import KMS_ENCRYPTION_CONTEXT
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE: dict[str, Any] = cfn_yaml.load(str(ROOT / "template.yaml"))
+RESOURCES = TEMPLATE["Resources"]
+FUNCTION = RESOURCES["LoginEtlFunction"]["Properties"]
+SAMCONFIG = tomllib.loads((ROOT / "samconfig.toml").read_text())
+
+
+def words(sql: str) -> list[str]:
+    return re.sub(r"--[^\n]*", "", sql).replace("(", " ( ").replace(")", " ) ").split()
+
+
+def test_queue_visibility_is_six_times_every_allowed_function_timeout() -> None:
+    allowed = TEMPLATE["Parameters"]["FunctionTimeout"]["AllowedValues"]
+    mapping = TEMPLATE["Mappings"]["VisibilityTimeout"]
+    assert sorted(int(t) for t in mapping) == sorted(allowed)
+    assert all(entry["Seconds"] == 6 * int(timeout) for timeout, entry in mapping.items())
+
+
+def test_runtime_is_a_current_python_on_one_architecture() -> None:
+    function = TEMPLATE["Globals"]["Function"]
+    assert function["Runtime"] in {"python3.12", "python3.13"}
+    assert function["Architectures"] == ["arm64"]  # the Makefile builds aarch64 wheels
+
+
+def test_no_iam_statement_allows_every_resource() -> None:
+    statements = [
+        statement
+        for policy in RESOURCES["LoginEtlRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    assert statements
+    assert all(statement["Resource"] != "*" for statement in statements)
+    decrypt = next(s for s in statements if s["Action"] == "kms:Decrypt")
+    condition = decrypt["Condition"]["StringEquals"]
+    assert condition == {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()}
+
+
+def test_both_triggers_exist_and_can_be_switched_off() -> None:
+    events = FUNCTION["Events"]
+    sqs = events["LoginQueue"]["Properties"]
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs["Enabled"] == {"Fn::If": ["SqsTriggerOn", True, False]}
+    assert "MaximumConcurrency" in sqs["ScalingConfig"]
+    schedule = events["DrainSchedule"]
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["State"] == {"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]}
+
+
+def test_local_invoke_only_sets_variables_the_template_declares() -> None:
+    # `sam local invoke --env-vars` silently ignores variables the function does not declare.
+    declared = set(FUNCTION["Environment"]["Variables"])
+    local = json.loads((ROOT / "events" / "env.local.json").read_text())
+    assert set(local) == {"LoginEtlFunction"}
+    assert set(local["LoginEtlFunction"]) <= declared
+
+
+def test_samconfig_has_a_deploy_and_a_local_environment() -> None:
+    deploy = SAMCONFIG["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    local = SAMCONFIG["local"]["local_invoke"]["parameters"]
+    assert (ROOT / local["env_vars"]).is_file()
+    assert (ROOT / local["event"]).is_file()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert local["docker_network"] == compose["networks"]["default"]["name"]
+
+
+def test_compose_runs_localstack_and_postgres_with_the_exact_table() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"localstack", "postgres"}
+    assert all("healthcheck" in service for service in services.values())
+    env = json.loads((ROOT / "events" / "env.local.json").read_text())["LoginEtlFunction"]
+    assert env["AWS_ENDPOINT_URL"].startswith("http://localstack:4566")
+    assert "@postgres:5432/" in env["DATABASE_URL"]
+    mount = next(v for v in services["postgres"]["volumes"] if "initdb" in v)
+    init_sql = (ROOT / mount.split(":")[0]).read_text()
+    assert words(init_sql) == [*words(CREATE_TABLE), ";"]
