@@ -16,6 +16,8 @@ from login_etl.adapters.postgres_store import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
 MAX_SQS_WAIT_S = 20
+# Every data key ever made, one SSM parameter each (`login-etl keys`); the function reads none.
+DEFAULT_KEYRING_PATH = "/login-etl/data-keys"
 # Bound into every data key: a ciphertext made for something else will not decrypt here.
 KMS_ENCRYPTION_CONTEXT = {"purpose": "login-etl/pii-masking"}
 
@@ -35,6 +37,8 @@ class Settings:
     db_statement_timeout_ms: int
     data_key_ciphertext: str | None
     data_key_parameter: str | None
+    data_key_max_age_s: int
+    keyring_path: str
     queue_url: str | None
     mask_cache_size: int
     drain_wait_s: int
@@ -53,6 +57,8 @@ class Settings:
             db_statement_timeout_ms=int(_number(env, "DB_STATEMENT_TIMEOUT_MS", 60_000)),
             data_key_ciphertext=env.get("DATA_KEY_CIPHERTEXT") or None,
             data_key_parameter=env.get("DATA_KEY_PARAMETER") or None,
+            data_key_max_age_s=int(_number(env, "DATA_KEY_MAX_AGE_SECONDS", 300)),
+            keyring_path=env.get("DATA_KEYRING_PATH", DEFAULT_KEYRING_PATH).rstrip("/"),
             queue_url=env.get("QUEUE_URL") or None,
             mask_cache_size=int(_number(env, "MASK_CACHE_SIZE", 20_000)),
             drain_wait_s=int(_number(env, "DRAIN_WAIT_SECONDS", 2)),

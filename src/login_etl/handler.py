@@ -72,6 +72,6 @@ def to_queue_message(record: SQSRecord) -> QueueMessage:
 
 
 def _process(messages: Sequence[QueueMessage], runtime: Runtime) -> BatchOutcome:
-    outcome = process_batch(messages, runtime.mask, runtime.store, datetime.now(UTC).date())
+    outcome = process_batch(messages, runtime.key.mask(), runtime.store, datetime.now(UTC).date())
     report(outcome)
     return outcome

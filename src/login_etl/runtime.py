@@ -1,4 +1,4 @@
-"""What a warm container keeps between invocations: settings, the masker (one KMS call), the store.
+"""What a warm container keeps between invocations: settings, the current key, the store.
 
 Built lazily on the first invocation, not at import, so that a failure (KMS down, secret
 unreadable) fails that invocation, which the event source mapping retries, and the next
@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+
 from login_etl.adapters import aws
-from login_etl.adapters.config_stores import read_json_secret, read_parameter
+from login_etl.adapters.config_stores import read_json_secret
 from login_etl.adapters.kms_data_key import KmsDataKeySource
 from login_etl.adapters.postgres_store import ConnectionParams, PostgresLoginStore
 from login_etl.adapters.sqs_queue import SqsQueue
@@ -26,13 +28,51 @@ from login_etl.config import (
 from login_etl.domain.masking import DeterministicMasker
 
 
+class CurrentKey:
+    """The data key the function masks with, following ``login-etl keys rotate``.
+
+    The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS`` (Powertools'
+    parameter cache), so a rotation reaches warm containers within that time; KMS is called
+    only when the ciphertext changed. The mask function is cached per key (repeated devices
+    and IPs cost one encryption per container).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._provider = SSMProvider(boto3_client=aws.ssm())
+        self._loaded: tuple[str, DeterministicMasker, Callable[[str], str]] | None = None
+
+    def mask(self) -> Callable[[str], str]:
+        """The mask function of the current key; decrypts a new key with KMS if it changed."""
+        ciphertext = self._read_ciphertext()
+        if self._loaded is None or self._loaded[0] != ciphertext:
+            key = KmsDataKeySource(aws.kms(), ciphertext, KMS_ENCRYPTION_CONTEXT).data_key()
+            masker = DeterministicMasker(key)
+            cached = lru_cache(maxsize=self._settings.mask_cache_size)(masker.mask)
+            self._loaded = (ciphertext, masker, cached)
+        return self._loaded[2]
+
+    @property
+    def key_id(self) -> int | None:
+        """The id of the key in use (None before the first load)."""
+        return None if self._loaded is None else self._loaded[1].key_id
+
+    def _read_ciphertext(self) -> str:
+        settings = self._settings
+        if settings.data_key_ciphertext:
+            return settings.data_key_ciphertext
+        value = self._provider.get(
+            str(settings.data_key_parameter), max_age=settings.data_key_max_age_s
+        )
+        return str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     """The per-container dependencies of the pipeline."""
 
     settings: Settings
-    masker: DeterministicMasker
-    mask: Callable[[str], str]  # masker.mask behind a bounded cache: repeated devices are free
+    key: CurrentKey
     store: PostgresLoginStore
 
     def queue(self) -> SqsQueue:
@@ -62,14 +102,10 @@ def reset_runtime() -> None:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Decrypt the data key with KMS and prepare the store (it connects on first write)."""
-    ciphertext = settings.data_key_ciphertext or read_parameter(
-        aws.ssm(), str(settings.data_key_parameter)
-    )
-    key = KmsDataKeySource(aws.kms(), ciphertext, KMS_ENCRYPTION_CONTEXT).data_key()
-    masker = DeterministicMasker(key)
-    mask = lru_cache(maxsize=settings.mask_cache_size)(masker.mask)
-    return Runtime(settings, masker, mask, PostgresLoginStore(connection_params(settings)))
+    """Load the data key now (KMS down fails fast) and prepare the store (it connects later)."""
+    key = CurrentKey(settings)
+    key.mask()
+    return Runtime(settings, key, PostgresLoginStore(connection_params(settings)))
 
 
 def connection_params(settings: Settings) -> ConnectionParams:

@@ -21,8 +21,12 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None) -> MotoServer:
-        """Start ``python -m moto.server`` and wait until it accepts connections."""
+    def start(cls, port: int | None = None, *, detach: bool = False) -> MotoServer:
+        """Start moto's server and wait until it accepts connections.
+
+        ``detach``: in a session of its own, so that it outlives this process and its
+        terminal (``login-etl stack up``).
+        """
         port = port or free_port()
         process = subprocess.Popen(
             [
@@ -36,6 +40,7 @@ class MotoServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=detach,
         )
         if not wait_for_port(port, timeout_s=30):
             process.kill()

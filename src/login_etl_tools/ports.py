@@ -14,13 +14,20 @@ def free_port() -> int:
         return port
 
 
+def port_is_open(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:port right now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_for_port(port: int, timeout_s: float) -> bool:
     """True once something accepts connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
+        if port_is_open(port):
+            return True
+        time.sleep(0.05)
     return False

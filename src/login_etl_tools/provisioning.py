@@ -6,12 +6,12 @@ data key, because a new data key would make every existing masked value incompar
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from login_etl.config import KMS_ENCRYPTION_CONTEXT
+from login_etl.config import DEFAULT_KEYRING_PATH
+from login_etl_tools.keys import KeyStore
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -45,6 +45,7 @@ def provision(
     max_receive_count: int = 5,
     visibility_timeout_s: int = 30,
     data_key_parameter: str = DATA_KEY_PARAMETER,
+    keyring_path: str = DEFAULT_KEYRING_PATH,
 ) -> Provisioned:
     """Create (or find) the queue and its DLQ, the KMS key and the encrypted data key."""
     fifo = queue_name.endswith(".fifo")
@@ -67,7 +68,13 @@ def provision(
         },
     )["QueueUrl"]
     key_id = _key_by_alias(kms)
-    _ensure_data_key(kms, ssm, key_id, data_key_parameter)
+    KeyStore(
+        ssm,
+        kms,
+        current_parameter=data_key_parameter,
+        keyring_path=keyring_path,
+        kms_key=key_id,
+    ).init()
     return Provisioned(queue_url, _arn(sqs, queue_url), dlq_url, key_id, data_key_parameter)
 
 
@@ -86,18 +93,3 @@ def _key_by_alias(kms: KMSClient) -> str:
     kms.enable_key_rotation(KeyId=key_id)
     kms.create_alias(AliasName=KEY_ALIAS, TargetKeyId=key_id)
     return key_id
-
-
-def _ensure_data_key(kms: KMSClient, ssm: SSMClient, key_id: str, parameter: str) -> None:
-    try:
-        ssm.get_parameter(Name=parameter)
-    except ssm.exceptions.ParameterNotFound:
-        blob = kms.generate_data_key(
-            KeyId=key_id, KeySpec="AES_256", EncryptionContext=KMS_ENCRYPTION_CONTEXT
-        )["CiphertextBlob"]
-        ssm.put_parameter(
-            Name=parameter,
-            Value=base64.b64encode(blob).decode("ascii"),
-            Type="String",  # ciphertext only: useless without kms:Decrypt on the key
-            Description="login-etl: KMS-encrypted Fernet data key (base64)",
-        )

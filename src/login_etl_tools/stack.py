@@ -29,10 +29,7 @@ class LocalStack:
     def environment(self) -> dict[str, str]:
         """What the function and boto3 need: the same variables one would set for AWS."""
         return {
-            "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            **DUMMY_CREDENTIALS,
+            **stack_environment(self.aws_endpoint_url),
             "DATABASE_URL": self.database_url,
             "DATA_KEY_PARAMETER": self.provisioned.data_key_parameter,
             "QUEUE_URL": self.provisioned.queue_url,
@@ -46,13 +43,7 @@ def local_stack(max_receive_count: int = 5, visibility_timeout_s: int = 30) -> I
     try:
         postgres = PostgresServer.start()
         try:
-            env = {
-                "AWS_ENDPOINT_URL": moto.endpoint_url,
-                "AWS_REGION": REGION,
-                "AWS_DEFAULT_REGION": REGION,
-                **DUMMY_CREDENTIALS,
-            }
-            with patched_environ(env):
+            with patched_environ(stack_environment(moto.endpoint_url)):
                 provisioned = provision(
                     boto3.client("sqs"),
                     boto3.client("kms"),
@@ -65,6 +56,16 @@ def local_stack(max_receive_count: int = 5, visibility_timeout_s: int = 30) -> I
             postgres.stop()
     finally:
         moto.stop()
+
+
+def stack_environment(aws_endpoint_url: str) -> dict[str, str]:
+    """boto3's standard variables for the emulator: endpoint, region, dummy credentials."""
+    return {
+        "AWS_ENDPOINT_URL": aws_endpoint_url,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        **DUMMY_CREDENTIALS,
+    }
 
 
 @contextmanager

@@ -43,16 +43,31 @@ def test_runtime_is_a_current_python_on_one_architecture() -> None:
 
 
 def test_no_iam_statement_allows_every_resource() -> None:
-    statements = [
-        statement
-        for policy in RESOURCES["LoginEtlRole"]["Properties"]["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]
+    documents = [p["PolicyDocument"] for p in RESOURCES["LoginEtlRole"]["Properties"]["Policies"]]
+    documents += [
+        resource["Properties"]["PolicyDocument"]
+        for resource in RESOURCES.values()
+        if resource["Type"] == "AWS::IAM::ManagedPolicy"
     ]
-    assert statements
+    statements = [statement for document in documents for statement in document["Statement"]]
+    assert len(documents) == 3
     assert all(statement["Resource"] != "*" for statement in statements)
-    decrypt = next(s for s in statements if s["Action"] == "kms:Decrypt")
-    condition = decrypt["Condition"]["StringEquals"]
-    assert condition == {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()}
+    context = {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()}
+    kms = [s for s in statements if str(s["Action"]).startswith("kms:")]
+    assert len(kms) == 3
+    assert all(s["Condition"]["StringEquals"] == context for s in kms)
+
+
+def test_the_function_cannot_make_or_list_keys() -> None:
+    role = RESOURCES["LoginEtlRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    actions = {
+        a
+        for s in role["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert "kms:GenerateDataKey" not in actions
+    assert "ssm:GetParametersByPath" not in actions
+    assert "ssm:PutParameter" not in actions
 
 
 def test_both_triggers_exist_and_can_be_switched_off() -> None:

@@ -43,4 +43,10 @@ FROM user_logins
 # Concurrent cold starts must not race on CREATE TABLE (catalog unique violations).
 SCHEMA_LOCK_KEY = 0x6C6F67696E45544C  # "loginETL"
 
-SCHEMA_STATEMENTS = (CREATE_TABLE, CREATE_LEDGER, CREATE_DECODED_VIEW)
+# (object, statement): a statement runs only if its object is missing, so a least-privilege
+# database user (INSERT on user_logins, no SELECT, no DDL) works on a schema made by an admin.
+SCHEMA_STATEMENTS = (
+    (TABLE, CREATE_TABLE),
+    (LEDGER, CREATE_LEDGER),
+    ("user_logins_decoded", CREATE_DECODED_VIEW),
+)

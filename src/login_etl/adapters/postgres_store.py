@@ -160,8 +160,9 @@ def ensure_schema(conn: pg8000.native.Connection) -> None:
     conn.run("START TRANSACTION")
     try:
         conn.run("SELECT pg_advisory_xact_lock(:key)", key=SCHEMA_LOCK_KEY)
-        for statement in SCHEMA_STATEMENTS:
-            conn.run(statement)
+        for name, statement in SCHEMA_STATEMENTS:
+            if conn.run("SELECT to_regclass(:name) IS NULL", name=name)[0][0]:
+                conn.run(statement)
         conn.run("COMMIT")
     except BaseException:
         conn.run("ROLLBACK")

@@ -1,0 +1,108 @@
+"""``login-etl unmask``: recover masked values, each failure reported on its own.
+
+Values come from the command line, stdin, or the table (rows selected by ``--where
+column=value`` filters: the column is checked against the table's columns, the value is
+always a bound parameter, never formatted into SQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from login_etl.adapters.postgres_schema import COLUMNS, TABLE
+from login_etl.domain.keyring import Keyring, UnmaskError
+
+if TYPE_CHECKING:
+    import pg8000.native
+
+MASKED_COLUMNS = ("masked_ip", "masked_device_id")
+FILTER_COLUMNS = tuple(c for c in COLUMNS if c not in MASKED_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Unmasked:
+    """One token, and its value or why there is none."""
+
+    token: str
+    value: str | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, str | None]:
+        """A line of output."""
+        if self.error is not None:
+            return {"token": self.token, "error": self.error}
+        return {"token": self.token, "value": self.value}
+
+
+def unmask_all(keyring: Keyring, tokens: Iterable[str]) -> list[Unmasked]:
+    """Every token tried; a bad one does not stop the others."""
+    results = []
+    for token in tokens:
+        try:
+            results.append(Unmasked(token, value=keyring.unmask(token)))
+        except UnmaskError as error:
+            results.append(Unmasked(token, error=str(error)))
+    return results
+
+
+def parse_filters(specs: Iterable[str]) -> dict[str, str]:
+    """``["user_id=abc", "locale=RU"]`` -> ``{"user_id": "abc", "locale": "RU"}``, checked."""
+    filters: dict[str, str] = {}
+    for spec in specs:
+        column, sep, value = spec.partition("=")
+        column = column.strip()
+        if not sep or column not in FILTER_COLUMNS:
+            raise ValueError(
+                f"--where takes column=value with a column among {', '.join(FILTER_COLUMNS)}"
+            )
+        filters[column] = value
+    return filters
+
+
+def select_rows(
+    conn: pg8000.native.Connection, filters: Mapping[str, str], limit: int
+) -> list[dict[str, Any]]:
+    """The rows matching every filter (AND), oldest first, at most ``limit``."""
+    if conn.run(f"SELECT to_regclass('{TABLE}') IS NULL")[0][0]:
+        raise LookupError(f"there is no {TABLE} table in this database: check DATABASE_URL")
+    # Column names come from FILTER_COLUMNS only (checked above); values are parameters.
+    conditions = [f"{column}::text = :p{i}" for i, column in enumerate(filters)]
+    where = " AND ".join(conditions) or "TRUE"
+    parameters = {f"p{i}": value for i, value in enumerate(filters.values())}
+    columns = ", ".join(COLUMNS)
+    rows = conn.run(
+        f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY create_date LIMIT :limit",  # noqa: S608
+        limit=limit,
+        **parameters,
+    )
+    return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+
+
+def unmask_rows(keyring: Keyring, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with ``ip`` and ``device_id`` recovered (or an error per column)."""
+    out = []
+    for row in rows:
+        line: dict[str, Any] = {
+            k: (v.isoformat() if isinstance(v, date) else v)
+            for k, v in row.items()
+            if k not in MASKED_COLUMNS
+        }
+        errors = {}
+        for column in MASKED_COLUMNS:
+            name = column.removeprefix("masked_")
+            token = row[column]
+            if token is None:
+                line[name] = None
+                continue
+            try:
+                line[name] = keyring.unmask(token)
+            except UnmaskError as error:
+                line[name] = None
+                errors[name] = str(error)
+        if errors:
+            line["errors"] = errors
+        out.append(line)
+    return out
