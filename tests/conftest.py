@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import pytest
 
 from login_etl.adapters.postgres_store import connect
 from login_etl.config import Settings, connection_params_from_url
+from login_etl.observability import logger
 from login_etl.runtime import reset_runtime
 from login_etl_tools.provisioning import Provisioned, provision
 from login_etl_tools.stack import LocalStack, local_stack, patched_environ
@@ -62,3 +65,19 @@ def queue(stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[Provisi
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "max_receive_count(n): redrive maxReceiveCount of `queue`")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "login-etl")
+
+
+@pytest.fixture
+def function_logs() -> Iterator[io.StringIO]:
+    """Everything the function's Powertools logger writes, JSON formatted as in CloudWatch.
+
+    The logger's own handler holds the ``sys.stdout`` of its import time, which neither capsys
+    nor capfd sees; a second handler with the same formatter does.
+    """
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    standard_logger = logging.getLogger(logger.name)  # the logging.Logger Powertools wraps
+    standard_logger.addHandler(handler)
+    yield buffer
+    standard_logger.removeHandler(handler)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEv
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from login_etl.domain.models import QueueMessage
+from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE, QueueMessage
 from login_etl.drain import drain
 from login_etl.observability import logger, metrics, report, report_drain
 from login_etl.pipeline import BatchOutcome, process_batch
@@ -63,11 +63,13 @@ def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
 def to_queue_message(record: SQSRecord) -> QueueMessage:
     """The fields of an SQS record that the pipeline uses."""
     attributes = record.attributes
+    original = record.message_attributes[ORIGINAL_ID_ATTRIBUTE]
     return QueueMessage(
         message_id=record.message_id,
         body=record.body,
         sent_timestamp_ms=attributes.get("SentTimestamp"),
         group_id=attributes.get("MessageGroupId"),
+        original_message_id=None if original is None else original.string_value,
     )
 
 

@@ -28,6 +28,7 @@ def report(outcome: BatchOutcome) -> None:
         logger.warning(
             "message left on the queue",
             extra={
+                "correlation_id": failure.message_id,  # the SQS messageId
                 "message_id": failure.message_id,
                 "reason": failure.reason.value,
                 "detail": failure.detail,
@@ -40,12 +41,16 @@ def report(outcome: BatchOutcome) -> None:
             "written": outcome.written,
             "duplicates": outcome.duplicates,
             "failed": len(outcome.failures),
+            "prepare_ms": round(outcome.prepare_ms, 1),
+            "write_ms": round(outcome.write_ms, 1),
         },
     )
     metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=outcome.received)
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.written)
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(outcome.failures))
+    latency = outcome.prepare_ms + outcome.write_ms
+    metrics.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=latency)
     if is_metrics_disabled():  # single_metric does not check it itself
         return
     for reason, count in Counter(f.reason.value for f in outcome.failures).items():
@@ -64,7 +69,11 @@ def report_drain(summary: DrainSummary) -> None:
     for failure in summary.delete_failures:
         logger.warning(
             "delete failed: the message will be redelivered and skipped as a duplicate",
-            extra={"message_id": failure.message_id, "code": failure.code},
+            extra={
+                "correlation_id": failure.message_id,
+                "message_id": failure.message_id,
+                "code": failure.code,
+            },
         )
     logger.info("queue drained", extra=summary.as_response())
     metrics.add_metric(name="DrainBatches", unit=MetricUnit.Count, value=summary.batches)

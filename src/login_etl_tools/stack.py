@@ -33,6 +33,7 @@ class LocalStack:
             "DATABASE_URL": self.database_url,
             "DATA_KEY_PARAMETER": self.provisioned.data_key_parameter,
             "QUEUE_URL": self.provisioned.queue_url,
+            "DLQ_URL": self.provisioned.dlq_url,  # for the operator commands, not the function
         }
 
 

@@ -9,6 +9,7 @@ the input and no form of the data key may appear in any of it.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import traceback
@@ -84,6 +85,7 @@ def test_nothing_the_function_emits_carries_pii_or_key_material(
     loud: None,
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    function_logs: io.StringIO,
 ) -> None:
     # The event source mapping gets every kind of message; the drain only valid ones, since
     # its failures would wait out the queue's 30 s visibility timeout (same report code).
@@ -121,8 +123,10 @@ def test_nothing_the_function_emits_carries_pii_or_key_material(
     reset_runtime()
 
     captured = capfd.readouterr()
-    everything = "\n".join([captured.out, captured.err, caplog.text, *emitted])
-    assert "batch processed" in everything  # the capture really saw the function's logs
+    logs = function_logs.getvalue()
+    everything = "\n".join([captured.out, captured.err, caplog.text, logs, *emitted])
+    assert '"message":"message left on the queue"' in logs  # the JSON logs, extras included
+    assert '"detail":' in logs
     assert '"_aws"' in everything  # and its EMF metrics
     assert "Traceback" in everything  # and the failures
     leaked = sorted(v for v in pii_values(inputs) if v in everything)

@@ -130,3 +130,17 @@ def test_a_store_breaking_its_contract_fails_loudly_instead_of_looping() -> None
 
     with pytest.raises(RuntimeError, match="not given"):
         process_batch([msg("a")], str.upper, RejectsStrangers(), TODAY)
+
+
+def test_a_redriven_copy_counts_as_the_message_it_was() -> None:
+    store = MemoryStore()
+    original = QueueMessage("m1", GOOD, "1700000000000")
+    process_batch([original], str.upper, store, TODAY)
+    copy = QueueMessage("m2", GOOD, "1700000000000", original_message_id="m1")
+    twin = QueueMessage("m3", GOOD, "1700000000000", original_message_id="m1")
+
+    outcome = process_batch([copy, twin], str.upper, store, TODAY)
+
+    assert (outcome.written, outcome.duplicates, outcome.failures) == (0, 2, [])
+    assert len(store.rows) == 1
+    assert store.ledger == {"m1"}

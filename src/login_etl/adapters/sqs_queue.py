@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from login_etl.domain.models import QueueMessage
+from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE, QueueMessage
 from login_etl.ports import DeleteFailure, ReceivedMessage
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class SqsQueue:
             MaxNumberOfMessages=SQS_BATCH_LIMIT,
             WaitTimeSeconds=self._wait_time_s,
             MessageSystemAttributeNames=["SentTimestamp", "MessageGroupId"],
+            MessageAttributeNames=[ORIGINAL_ID_ATTRIBUTE],
         )
         return [_received(m) for m in response.get("Messages", [])]
 
@@ -68,12 +69,14 @@ class SqsQueue:
 
 def _received(message: MessageTypeDef) -> ReceivedMessage:
     attributes = message.get("Attributes", {})
+    original = message.get("MessageAttributes", {}).get(ORIGINAL_ID_ATTRIBUTE)
     return ReceivedMessage(
         QueueMessage(
             message_id=message["MessageId"],
             body=message["Body"],
             sent_timestamp_ms=attributes.get("SentTimestamp"),
             group_id=attributes.get("MessageGroupId"),
+            original_message_id=original.get("StringValue") if original else None,
         ),
         message["ReceiptHandle"],
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+# The message attribute `login-etl dlq redrive` sets on each copy it sends back.
+ORIGINAL_ID_ATTRIBUTE = "login_etl_original_message_id"
+
 
 @dataclass(frozen=True, slots=True)
 class QueueMessage:
@@ -14,6 +17,13 @@ class QueueMessage:
     body: str
     sent_timestamp_ms: str | None = None
     group_id: str | None = None  # MessageGroupId, only on FIFO queues
+    # Set by `login-etl dlq redrive`: the id the message had before it was dead-lettered.
+    original_message_id: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """What the ledger records: a redriven copy counts as the message it was."""
+        return self.original_message_id or self.message_id
 
 
 @dataclass(frozen=True, slots=True)

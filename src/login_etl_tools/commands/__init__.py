@@ -1,0 +1,1 @@
+"""The subcommands of ``login-etl``, one module per concern."""

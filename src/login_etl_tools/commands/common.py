@@ -1,0 +1,74 @@
+"""What the commands share: the one-line user error, the target stack, the database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pg8000.native
+
+from login_etl.adapters.postgres_store import connect
+from login_etl.config import Settings, connection_params_from_url
+from login_etl_tools.provisioning import DATA_KEY_PARAMETER
+from login_etl_tools.stack import patched_environ
+from login_etl_tools.stack_state import read_state
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, no traceback."""
+
+
+def uses_environment() -> bool:
+    """The environment names a stack (LocalStack, AWS, your Postgres): use it as it is."""
+    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("DATABASE_URL"))
+
+
+@contextmanager
+def target_stack() -> Iterator[None]:
+    """The environment's stack if it names one, else the one ``stack up`` left running.
+
+    With neither, the environment is used as it is (real AWS through the credential chain).
+    """
+    state = None if uses_environment() else read_state()
+    if state is None or not all(state.is_up()):
+        yield
+        return
+    with patched_environ(state.stack().environment()):
+        yield
+
+
+def queue_urls() -> tuple[str, str]:
+    """(login queue, its DLQ), from QUEUE_URL / DLQ_URL or the running local stack."""
+    queue = os.environ.get("QUEUE_URL")
+    if not queue:
+        raise UserError(
+            "no queue: run `login-etl stack up` (or set QUEUE_URL, and DLQ_URL for dlq commands)"
+        )
+    dlq = os.environ.get("DLQ_URL") or ""
+    return queue, dlq
+
+
+@contextmanager
+def database() -> Iterator[pg8000.native.Connection]:
+    """A connection to DATABASE_URL."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise UserError(
+            "set DATABASE_URL (postgresql://user:password@host:5432/database)"
+            " or run `login-etl stack up`"
+        )
+    # Only the connection settings matter here; the data key's are not needed to connect.
+    settings = Settings.from_env({**os.environ, "DATA_KEY_PARAMETER": DATA_KEY_PARAMETER})
+    conn = connect(connection_params_from_url(url, settings))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def redact(url: str) -> str:
+    """A database URL without its password."""
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if credentials else url

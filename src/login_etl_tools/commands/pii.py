@@ -1,0 +1,136 @@
+"""``login-etl unmask | keys | rekey``: recover, rotate and re-key PII, every step audited."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import boto3
+
+from login_etl.config import DEFAULT_KEYRING_PATH
+from login_etl_tools.audit import AuditRecord, caller_arn, write_audit
+from login_etl_tools.commands.common import UserError, database
+from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
+from login_etl_tools.provisioning import DATA_KEY_PARAMETER
+from login_etl_tools.rekey import RekeyProgress, count_stale, rekey
+from login_etl_tools.unmask import parse_filters, select_rows, unmask_all, unmask_rows
+
+
+def register(commands: Any) -> None:
+    """Add ``unmask``, ``keys`` and ``rekey`` to the subcommands."""
+    unmask = commands.add_parser(
+        "unmask",
+        help="recover masked values (needs kms:Decrypt on the key; every call is audited)",
+        description="Tokens from the arguments, stdin (-), or the table (--where). One JSON line"
+        " per value; exit 1 if any value could not be recovered.",
+    )
+    unmask.add_argument("tokens", nargs="*", help="masked values; '-' reads them from stdin")
+    unmask.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="unmask the rows of user_logins that match (repeatable, ANDed)",
+    )
+    unmask.add_argument("--limit", type=int, default=100, help="at most this many rows")
+    unmask.add_argument("--reason", help="why (a ticket number): kept in the audit record")
+    unmask.set_defaults(command=_unmask)
+
+    keys = commands.add_parser("keys", help="the Fernet data keys: init, rotate, list")
+    keys.add_argument("action", choices=("init", "rotate", "list"))
+    keys.add_argument(
+        "--kms-key", default=DEFAULT_KMS_KEY, help="KMS key that wraps new data keys (init, rotate)"
+    )
+    keys.set_defaults(command=_keys)
+
+    rekey_ = commands.add_parser(
+        "rekey", help="re-encrypt existing rows under the current key (resumable, audited)"
+    )
+    rekey_.add_argument("--batch-size", type=int, default=1000, help="rows per transaction")
+    rekey_.add_argument("--reason", help="kept in the audit record")
+    rekey_.set_defaults(command=_rekey)
+
+
+def _key_store(kms_key: str = DEFAULT_KMS_KEY) -> KeyStore:
+    return KeyStore(
+        boto3.client("ssm"),
+        boto3.client("kms"),
+        current_parameter=os.environ.get("DATA_KEY_PARAMETER") or DATA_KEY_PARAMETER,
+        keyring_path=os.environ.get("DATA_KEYRING_PATH") or DEFAULT_KEYRING_PATH,
+        kms_key=kms_key,
+    )
+
+
+def _keys(args: argparse.Namespace) -> int:
+    store = _key_store(args.kms_key)
+    if args.action == "init":
+        key_id, created = store.init()
+        print(f"{'created' if created else 'already there:'} data key {key_id:08x} (current)")
+    elif args.action == "rotate":
+        previous, new = store.rotate()
+        print(f"data key {new:08x} is current; {previous:08x} and older still unmask")
+        print("run `login-etl rekey` once every function container uses the new key")
+    else:
+        for key in store.list():
+            print(f"{key.key_id:08x}  {key.created}  {'current' if key.current else ''}")
+    return 0
+
+
+def _unmask(args: argparse.Namespace) -> int:
+    if args.tokens and args.where:
+        raise UserError("give tokens or --where filters, not both")
+    if not args.tokens and not args.where:
+        raise UserError("give tokens, '-' to read them from stdin, or --where column=value")
+    keyring = _key_store().keyring()
+    identity = caller_arn(boto3.client("sts"))
+    if args.where:
+        filters = _filters(args.where)
+        with database() as conn:
+            rows = select_rows(conn, filters, args.limit)
+            audit = AuditRecord(identity, "unmask", "table", 2 * len(rows), args.reason, filters)
+            write_audit(audit, conn)
+        lines = unmask_rows(keyring, rows)
+        failed = sum(1 for line in lines if "errors" in line)
+    else:
+        source = "stdin" if args.tokens == ["-"] else "args"
+        tokens = sys.stdin.read().split() if source == "stdin" else args.tokens
+        write_audit(AuditRecord(identity, "unmask", source, len(tokens), args.reason), None)
+        results = unmask_all(keyring, tokens)
+        lines = [result.as_json() for result in results]
+        failed = sum(1 for result in results if result.error is not None)
+    for line in lines:
+        print(json.dumps(line))
+    if failed:
+        print(f"login-etl: {failed} value(s) could not be unmasked (see 'error')", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    keyring = _key_store().keyring()
+    identity = caller_arn(boto3.client("sts"))
+    with database() as conn:
+        stale = count_stale(conn, keyring)
+        write_audit(AuditRecord(identity, "rekey", "table", 2 * stale, args.reason), conn)
+        progress = rekey(conn, keyring, batch_size=args.batch_size, on_batch=_rekey_progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    current = keyring.current.key_id
+    print(f"re-keyed {progress.done} rows in {progress.batches} batches to key {current:08x}")
+    return 0
+
+
+def _rekey_progress(progress: RekeyProgress) -> None:
+    if sys.stderr.isatty() and progress.total:
+        done = min(progress.done, progress.total)
+        bar = "#" * (30 * done // progress.total)
+        print(f"\r  [{bar:<30}] {done}/{progress.total} rows", end="", file=sys.stderr, flush=True)
+
+
+def _filters(specs: list[str]) -> dict[str, str]:
+    try:
+        return parse_filters(specs)
+    except ValueError as error:
+        raise UserError(str(error)) from None

@@ -1,0 +1,82 @@
+"""``login-etl dlq redrive``: move dead-lettered messages back to the source queue, losslessly.
+
+Each message is sent first and deleted from the DLQ only after SQS accepted the copy, so an
+interruption can duplicate a message but never lose one. The copy carries the attribute
+``login_etl_original_message_id``, and the function's ledger keys on it: a duplicated copy is
+recognised and written once. (SQS's own ``StartMessageMoveTask`` gives the copies new ids and no
+such link, so an interrupted move followed by a retry could write a row twice.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
+
+
+def redrive(
+    sqs: SQSClient,
+    dlq_url: str,
+    queue_url: str,
+    *,
+    hold_s: int = 120,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Move every message of ``dlq_url`` to ``queue_url``; the number moved.
+
+    Each message is held (invisible in the DLQ) for ``hold_s`` while it is copied; after an
+    interruption, the unfinished ones come back then, and a rerun moves them.
+    """
+    fifo = queue_url.endswith(".fifo")
+    moved = 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=hold_s,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["MessageGroupId"],
+        ).get("Messages", [])
+        if not messages:
+            return moved
+        entries = [_copy(str(i), message, fifo) for i, message in enumerate(messages)]
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        sent = {entry["Id"] for entry in response.get("Successful", [])}
+        done = [m for i, m in enumerate(messages) if str(i) in sent]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )
+        if response.get("Failed"):
+            codes = sorted({f["Code"] for f in response["Failed"]})
+            raise RuntimeError(f"SQS refused {len(response['Failed'])} copies: {codes}")
+        moved += len(done)
+        if on_progress is not None:
+            on_progress(moved)
+
+
+def _copy(
+    entry_id: str, message: MessageTypeDef, fifo: bool
+) -> SendMessageBatchRequestEntryTypeDef:
+    attributes: dict[str, Any] = dict(message.get("MessageAttributes", {}))
+    previous = attributes.get(ORIGINAL_ID_ATTRIBUTE)
+    original = str(previous["StringValue"]) if previous else message["MessageId"]
+    attributes[ORIGINAL_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": original}
+    entry: SendMessageBatchRequestEntryTypeDef = {
+        "Id": entry_id,
+        "MessageBody": message["Body"],
+        "MessageAttributes": attributes,
+    }
+    if fifo:
+        entry["MessageGroupId"] = message.get("Attributes", {}).get("MessageGroupId", "redrive")
+        entry["MessageDeduplicationId"] = original
+    return entry

@@ -1,0 +1,92 @@
+"""``login-etl report``: what analysts see in ``user_logins``, without unmasking anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from login_etl.adapters.postgres_schema import TABLE
+from login_etl.domain.app_version import SQL_DECODE_EXPRESSION
+
+if TYPE_CHECKING:
+    import pg8000.native
+
+
+@dataclass
+class Report:
+    """The figures of one report."""
+
+    rows: int
+    users: int
+    devices: int
+    ips: int
+    null_locales: int
+    duplicate_devices: list[list[Any]] = field(default_factory=list)  # token, rows, users
+    duplicate_ips: list[list[Any]] = field(default_factory=list)
+    per_day: list[list[Any]] = field(default_factory=list)
+    per_version: list[list[Any]] = field(default_factory=list)
+    per_device_type: list[list[Any]] = field(default_factory=list)
+
+
+def build_report(conn: pg8000.native.Connection, top: int = 5) -> Report:
+    """Counts, duplicate groups, rows per day / app version / device type."""
+    if conn.run(f"SELECT to_regclass('{TABLE}') IS NULL")[0][0]:
+        raise LookupError(f"there is no {TABLE} table yet: load some messages first")
+    totals = conn.run(
+        "SELECT count(*), count(DISTINCT user_id), count(DISTINCT masked_device_id),"  # noqa: S608
+        f" count(DISTINCT masked_ip), count(*) FILTER (WHERE locale IS NULL) FROM {TABLE}"
+    )[0]
+    report = Report(*totals)
+    for column, target in (
+        ("masked_device_id", report.duplicate_devices),
+        ("masked_ip", report.duplicate_ips),
+    ):
+        target.extend(
+            conn.run(
+                f"SELECT {column}, count(*), count(DISTINCT user_id) FROM {TABLE}"  # noqa: S608
+                f" GROUP BY {column} HAVING count(*) > 1 ORDER BY count(*) DESC, {column}"
+                " LIMIT :top",
+                top=top,
+            )
+        )
+    report.per_day.extend(
+        conn.run(f"SELECT create_date, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1")  # noqa: S608
+    )
+    report.per_version.extend(
+        conn.run(
+            f"SELECT {SQL_DECODE_EXPRESSION}, count(*) FROM {TABLE}"  # noqa: S608
+            " GROUP BY app_version ORDER BY count(*) DESC, app_version DESC LIMIT :top",
+            top=top,
+        )
+    )
+    report.per_device_type.extend(
+        conn.run(f"SELECT device_type, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 2 DESC")  # noqa: S608
+    )
+    return report
+
+
+def render(report: Report) -> str:
+    """The report as text for the terminal."""
+    lines = [
+        f"rows                {report.rows:>8}",
+        f"distinct users      {report.users:>8}",
+        f"distinct devices    {report.devices:>8}   (distinct masked_device_id)",
+        f"distinct IPs        {report.ips:>8}   (distinct masked_ip)",
+        f"NULL locales        {report.null_locales:>8}",
+    ]
+    for title, groups in (
+        ("devices seen in more than one login", report.duplicate_devices),
+        ("IPs seen in more than one login", report.duplicate_ips),
+    ):
+        lines += ["", f"{title} (top {len(groups)})"]
+        lines += [
+            f"  {rows:>6} logins, {users:>4} users  {token[:32]}..."
+            for token, rows, users in groups
+        ]
+    lines += ["", "logins per day"]
+    lines += [f"  {day}  {count:>8}" for day, count in report.per_day]
+    lines += ["", "top app versions"]
+    lines += [f"  {version:<12} {count:>8}" for version, count in report.per_version]
+    lines += ["", "device types"]
+    lines += [f"  {kind:<12} {count:>8}" for kind, count in report.per_device_type]
+    return "\n".join(lines)
