@@ -16,7 +16,7 @@ EVENT ?= events/sqs-batch.json
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check clean build invoke build-LoginEtlFunction
+.PHONY: help install run test lint check clean build invoke bench build-LoginEtlFunction
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ run: $(STAMP)  ## start a local stack, send sample messages, load them through t
 
 test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
+
+bench: $(STAMP) $(SAM_BUILT)  ## throughput vs the limit and a typical handler, cold start, RSS (docs/)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
 
 lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint
 	$(BIN)/ruff check src tests

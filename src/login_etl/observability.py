@@ -45,14 +45,16 @@ def report(outcome: BatchOutcome) -> None:
             "write_ms": round(outcome.write_ms, 1),
         },
     )
+    # Powertools neither flushes nor clears disabled metrics, and prints them anyway once a
+    # metric holds 100 values: when disabled, add none at all.
+    if is_metrics_disabled():
+        return
     metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=outcome.received)
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.written)
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(outcome.failures))
     latency = outcome.prepare_ms + outcome.write_ms
     metrics.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=latency)
-    if is_metrics_disabled():  # single_metric does not check it itself
-        return
     for reason, count in Counter(f.reason.value for f in outcome.failures).items():
         with single_metric(
             name="MessagesFailedByReason",
@@ -76,6 +78,8 @@ def report_drain(summary: DrainSummary) -> None:
             },
         )
     logger.info("queue drained", extra=summary.as_response())
+    if is_metrics_disabled():
+        return
     metrics.add_metric(name="DrainBatches", unit=MetricUnit.Count, value=summary.batches)
     metrics.add_metric(
         name="DeleteFailures", unit=MetricUnit.Count, value=len(summary.delete_failures)

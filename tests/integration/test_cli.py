@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
 from login_etl_tools.sample_data import generate_labelled
-
-STACK_VARIABLES = ("AWS_ENDPOINT_URL", "DATABASE_URL", "QUEUE_URL", "DATA_KEY_PARAMETER")
-
-
-def login_etl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
-    return subprocess.run(
-        [sys.executable, "-m", "login_etl_tools.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+from tests.cli_helpers import login_etl
 
 
 def figure(output: str, label: str) -> int:
@@ -33,11 +18,11 @@ def figure(output: str, label: str) -> int:
 
 
 @pytest.mark.parametrize("mode", ["sqs", "schedule"])
-def test_run_loads_the_valid_messages_and_dead_letters_the_rest(mode: str) -> None:
+def test_run_loads_the_valid_messages_and_dead_letters_the_rest(mode: str, tmp_path: Path) -> None:
     labelled = generate_labelled(300, seed=5)
     valid = sum(ok for _, ok in labelled)
 
-    result = login_etl("run", "--mode", mode, "--count", "300", "--seed", "5")
+    result = login_etl("run", "--mode", mode, "--count", "300", "--seed", "5", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert figure(result.stdout, "rows written to user_logins") == valid
@@ -45,8 +30,8 @@ def test_run_loads_the_valid_messages_and_dead_letters_the_rest(mode: str) -> No
     assert "local stack stopped" in result.stdout
 
 
-def test_a_bad_batch_size_is_one_line_and_exit_1() -> None:
-    result = login_etl("run", "--batch-size", "20000")
+def test_a_bad_batch_size_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = login_etl("run", "--batch-size", "20000", cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,7 @@ from login_etl_tools.report import build_report
 from login_etl_tools.sample_data import generate_labelled
 from login_etl_tools.seeding import send_bodies
 from login_etl_tools.stack import patched_environ
-
-STACK_VARIABLES = ("AWS_ENDPOINT_URL", "DATABASE_URL", "QUEUE_URL", "DLQ_URL", "DATA_KEY_PARAMETER")
-
-
-def login_etl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
-    return subprocess.run(
-        [sys.executable, "-m", "login_etl_tools.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+from tests.cli_helpers import login_etl
 
 
 def test_stack_up_status_down_across_processes(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from login_etl.domain.masking import (
     DeterministicMasker,
+    HmacSha256,
     max_plaintext_bytes,
     token_key_id,
     token_length,
@@ -87,3 +89,8 @@ def test_repr_shows_no_key_material() -> None:
 def test_rejects_wrong_key_size() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         DeterministicMasker(os.urandom(16))
+
+
+@given(st.binary(max_size=100), st.binary(max_size=300))
+def test_the_precomputed_hmac_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert HmacSha256(key).digest(message) == hmac.digest(key, message, "sha256")

@@ -65,7 +65,7 @@ def reference_failures(event: dict[str, Any], processor: BatchProcessor) -> set[
 
 
 def our_failures(event: dict[str, Any]) -> set[str]:
-    messages: list[QueueMessage] = [to_queue_message(SQSRecord(r)) for r in event["Records"]]
+    messages: list[QueueMessage] = [to_queue_message(r) for r in event["Records"]]
     response = process_batch(messages, str.upper, MemoryStore(), TODAY).batch_item_failures()
     return {item["itemIdentifier"] for item in response["batchItemFailures"]}
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -156,3 +157,23 @@ def test_valid_logins_keep_their_values(login: dict[str, Any]) -> None:
         login["locale"],
         login["device_id"],
     )
+
+
+dotted = st.lists(
+    st.one_of(st.integers(0, 999).map(str), st.from_regex(r"0[0-9]{1,2}", fullmatch=True)),
+    min_size=3,
+    max_size=5,
+).map(".".join)
+
+
+@given(st.one_of(dotted, st.text(max_size=20), st.ip_addresses(v=4).map(str)))
+def test_the_ipv4_fast_path_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected: str | None = str(ipaddress.ip_address(text))
+    except ValueError:
+        expected = None
+    if expected is not None and ipaddress.ip_address(text).version == 4:
+        assert canonical_ip(text) == expected
+    elif expected is None:
+        with pytest.raises(InvalidMessageError):
+            canonical_ip(text)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,12 +28,19 @@ from login_etl.ports import WriteResult
 _ROW_LEVEL_SQLSTATE_CLASSES = ("22", "23")
 _IDLE_CHECK_SECONDS = 30.0
 
-_INSERT_LEDGER = (
-    f"INSERT INTO {LEDGER} (message_id) SELECT unnest(CAST(:ids AS varchar[]))"
-    " ON CONFLICT DO NOTHING RETURNING message_id"
-)
+# The ids travel as one JSON array and only the ids already in the ledger (usually none) come
+# back: pg8000 escapes a text[] parameter character by character in Python, and parses every
+# returned row in Python too; both together were 40 % of a 10,000-record batch (cProfile).
+_INSERT_LEDGER = f"""
+WITH batch AS (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)) AS message_id),
+     added AS (INSERT INTO {LEDGER} (message_id) SELECT message_id FROM batch
+               ON CONFLICT DO NOTHING RETURNING message_id)
+SELECT message_id FROM batch EXCEPT ALL SELECT message_id FROM added
+"""  # noqa: S608 - constant names only
 _COPY_ROWS = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+NULL = "\\N"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +120,12 @@ class PostgresLoginStore:
     def _insert(
         self, conn: pg8000.native.Connection, rows: Sequence[tuple[str, UserLoginRow]]
     ) -> int:
-        new_ids = {r[0] for r in conn.run(_INSERT_LEDGER, ids=[mid for mid, _ in rows])}
-        if new_ids:
-            payload = "".join(_copy_line(row) for mid, row in rows if mid in new_ids)
+        ids = json.dumps([mid for mid, _ in rows])
+        seen = {r[0] for r in conn.run(_INSERT_LEDGER, ids=ids)}
+        payload = "".join(_copy_line(row) for mid, row in rows if mid not in seen)
+        if payload:
             conn.run(_COPY_ROWS, stream=[payload.encode("utf-8")])
-        return len(new_ids)
+        return len(rows) - len(seen)
 
     def _bisect(
         self,
@@ -141,16 +152,27 @@ class PostgresLoginStore:
 
 def connect(params: ConnectionParams) -> pg8000.native.Connection:
     """Open a connection with TLS as configured and a statement timeout."""
-    conn = pg8000.native.Connection(
-        user=params.user,
-        password=params.password,
-        host=params.host,
-        port=params.port,
-        database=params.database,
-        ssl_context=_ssl_context(params.sslmode),
-        timeout=params.connect_timeout_s,
-        application_name="login-etl",
-    )
+    sock = socket.create_connection((params.host, params.port), params.connect_timeout_s)
+    # pg8000 writes a COPY as several small packets; with Nagle's algorithm the last one waits
+    # for the server's delayed ACK: 40 ms per batch, whatever its size (measured: a 10-record
+    # batch took 43 ms, 1.4 ms with TCP_NODELAY). libpq sets it too.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    try:
+        conn = pg8000.native.Connection(
+            user=params.user,
+            password=params.password,
+            host=params.host,
+            port=params.port,
+            database=params.database,
+            ssl_context=_ssl_context(params.sslmode),
+            timeout=params.connect_timeout_s,
+            application_name="login-etl",
+            sock=sock,
+        )
+    except BaseException:
+        sock.close()
+        raise
     conn.run(f"SET statement_timeout = {int(params.statement_timeout_ms)}")
     return conn
 
@@ -182,12 +204,17 @@ def _ssl_context(sslmode: str) -> Any:
 
 
 def _copy_line(row: UserLoginRow) -> str:
-    locale = "\\N" if row.locale is None else row.locale.translate(_COPY_ESCAPES)
+    """One line of COPY's text format; tokens, version and date never need escaping."""
+    locale = NULL if row.locale is None else _copy_text(row.locale)
     return (
-        f"{row.user_id.translate(_COPY_ESCAPES)}\t{row.device_type.translate(_COPY_ESCAPES)}\t"
-        f"{row.masked_ip}\t{row.masked_device_id}\t{locale}\t{row.app_version}\t"
-        f"{row.create_date.isoformat()}\n"
+        f"{_copy_text(row.user_id)}\t{_copy_text(row.device_type)}\t{row.masked_ip}\t"
+        f"{row.masked_device_id}\t{locale}\t{row.app_version}\t{row.create_date}\n"
     )
+
+
+def _copy_text(text: str) -> str:
+    # Searching first is twice as fast as translating every field (which rarely needs it).
+    return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
 def _sqlstate(error: pg8000.native.DatabaseError) -> str:

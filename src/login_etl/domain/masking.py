@@ -49,17 +49,54 @@ def max_plaintext_bytes(token_chars: int) -> int:
     return longest
 
 
+_SHA256_BLOCK = 64
+_INNER_PAD = bytes(x ^ 0x36 for x in range(256))
+_OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class HmacSha256:
+    """HMAC-SHA256 (RFC 2104) with the key's pads absorbed once, as ``hmac`` does internally.
+
+    Copying two absorbed ``hashlib`` states costs 0.53 µs a value against 0.91 µs for a copied
+    ``hmac.HMAC`` and 1.26 µs for ``hmac.digest`` (measured): two of them per masked value.
+    A property test holds it equal to ``hmac.digest``.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+
+    def __repr__(self) -> str:
+        return "HmacSha256(<key hidden>)"
+
+    def digest(self, message: bytes) -> bytes:
+        """The 32-byte HMAC of ``message``."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class DeterministicMasker:
     """Masks strings under one 32-byte Fernet data key. Holds the key in memory only."""
 
-    __slots__ = ("_encryption_key", "_fernet", "_iv_key", "_signing_key", "_timestamp", "key_id")
+    __slots__ = ("_aes", "_fernet", "_iv_hmac", "_signing_hmac", "_timestamp", "key_id")
 
     def __init__(self, data_key: bytes) -> None:
         if len(data_key) != FERNET_KEY_BYTES:
             raise ValueError("the data key must be 32 bytes (a KMS AES_256 data key)")
-        self._signing_key = data_key[:16]
-        self._encryption_key = data_key[16:]
-        self._iv_key = hmac.digest(data_key, _IV_KEY_LABEL, "sha256")
+        self._signing_hmac = HmacSha256(data_key[:16])
+        # One AES context for the container's life; CBC chaining is done in ``_cbc`` below.
+        # Building a CBC Cipher per value (cryptography's type checks) was 40 % of ``mask``.
+        self._aes = Cipher(algorithms.AES(data_key[16:]), modes.ECB()).encryptor()  # noqa: S305
+        iv_key = hmac.digest(data_key, _IV_KEY_LABEL, "sha256")
+        self._iv_hmac = HmacSha256(iv_key)
         self.key_id: int = int.from_bytes(hmac.digest(data_key, _KEY_ID_LABEL, "sha256")[:4])
         self._timestamp = struct.pack(">Q", self.key_id)
         self._fernet = Fernet(base64.urlsafe_b64encode(data_key))
@@ -70,13 +107,25 @@ class DeterministicMasker:
     def mask(self, value: str) -> str:
         """Return the deterministic Fernet token of ``value``."""
         plaintext = value.encode("utf-8")
-        iv = hmac.digest(self._iv_key, plaintext, "sha256")[:_BLOCK]
+        iv = self._iv_hmac.digest(plaintext)[:_BLOCK]
         pad = _BLOCK - len(plaintext) % _BLOCK
-        encryptor = Cipher(algorithms.AES(self._encryption_key), modes.CBC(iv)).encryptor()
-        ciphertext = encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
+        ciphertext = self._cbc(iv, plaintext + bytes((pad,)) * pad)
         signed = b"".join((_VERSION, self._timestamp, iv, ciphertext))
-        mac = hmac.digest(self._signing_key, signed, hashlib.sha256)
+        mac = self._signing_hmac.digest(signed)
         return base64.urlsafe_b64encode(signed + mac).decode("ascii")
+
+    def _cbc(self, iv: bytes, padded: bytes) -> bytes:
+        """AES-CBC: each block XORed with the previous ciphertext block, then AES-encrypted."""
+        if len(padded) == _BLOCK:  # most values (IPv4, device ids) are one block
+            return self._aes.update((int.from_bytes(padded) ^ int.from_bytes(iv)).to_bytes(_BLOCK))
+        previous = int.from_bytes(iv)
+        out = []
+        for start in range(0, len(padded), _BLOCK):
+            block = int.from_bytes(padded[start : start + _BLOCK]) ^ previous
+            encrypted = self._aes.update(block.to_bytes(_BLOCK))
+            out.append(encrypted)
+            previous = int.from_bytes(encrypted)
+        return b"".join(out)
 
     def unmask(self, token: str) -> str:
         """Recover the value; raises ``cryptography.fernet.InvalidToken`` on any mismatch."""
