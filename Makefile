@@ -42,7 +42,7 @@ $(SAM_BUILT): $(TOOLS_STAMP) $(FUNCTION_SOURCES)
 build: $(SAM_BUILT)  ## sam build: the Lambda artifact in .aws-sam/build (manylinux wheels, no Docker)
 
 invoke: $(SAM_BUILT)  ## sam local invoke against docker-compose's LocalStack (needs Docker; EVENT=...)
-	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
 	  $(SAM) local invoke --config-env local --event $(EVENT)
 
 run: $(STAMP)  ## start a local stack, send sample messages, load them through the handler (ARGS=...)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -26,7 +27,8 @@ class UnsupportedEventError(ValueError):
     """The event is neither an SQS batch nor a scheduled event."""
 
 
-@metrics.log_metrics(capture_cold_start_metric=True)
+# Powertools emits the cold-start metric even when metrics are disabled: ask only if enabled.
+@metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS batch -> ``{"batchItemFailures": [...]}``; scheduled event -> a drain summary."""

@@ -67,7 +67,7 @@ def _explain_aws(error: Exception) -> str | None:
     import botocore.exceptions  # noqa: PLC0415
 
     if isinstance(error, botocore.exceptions.NoRegionError):
-        return "no AWS region: set AWS_REGION (e.g. export AWS_REGION=us-east-1)"
+        return "no AWS region: set AWS_DEFAULT_REGION (e.g. export AWS_DEFAULT_REGION=us-east-1)"
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
     if isinstance(error, botocore.exceptions.EndpointConnectionError):

@@ -50,6 +50,7 @@ def run_schedule(
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline and not queue_is_empty(sqs, queue_url):
         stats.invocations += 1
+        tick = time.monotonic()
         try:
             summary = handler(scheduled_event(), LocalContext(timeout_s=invocation_timeout_s))
         except Exception:
@@ -63,7 +64,8 @@ def run_schedule(
         if on_batch is not None:
             on_batch(stats)
         if summary.get("failed") or not summary:
-            time.sleep(visibility_s)  # the failures come back once their visibility expires
+            # The failures come back once their visibility expires (counted from their receive).
+            time.sleep(max(0.0, visibility_s - (time.monotonic() - tick)))
     return stats
 
 

@@ -14,6 +14,10 @@ from login_etl_tools.postgres_server import PostgresServer
 from login_etl_tools.provisioning import Provisioned, provision
 
 REGION = "us-east-1"
+# Local shortcut: a failed message comes back after 5 s, not after 6 x the function timeout, so
+# retries and the redrive take seconds. Not less: the scheduled drain must delete a round before
+# its messages become visible again. (The event source mapping emulation sets its own.)
+LOCAL_VISIBILITY_TIMEOUT_S = 5
 # moto accepts any credentials; these only keep boto3 from looking for real ones.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -38,7 +42,9 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(max_receive_count: int = 5, visibility_timeout_s: int = 30) -> Iterator[LocalStack]:
+def local_stack(
+    max_receive_count: int = 5, visibility_timeout_s: int = LOCAL_VISIBILITY_TIMEOUT_S
+) -> Iterator[LocalStack]:
     """Start moto and Postgres, provision, yield; stop both on the way out, whatever happens."""
     moto = MotoServer.start()
     try:

@@ -21,7 +21,12 @@ from login_etl_tools.moto_server import MotoServer
 from login_etl_tools.ports import port_is_open
 from login_etl_tools.postgres_server import PostgresServer
 from login_etl_tools.provisioning import Provisioned, provision
-from login_etl_tools.stack import LocalStack, patched_environ, stack_environment
+from login_etl_tools.stack import (
+    LOCAL_VISIBILITY_TIMEOUT_S,
+    LocalStack,
+    patched_environ,
+    stack_environment,
+)
 
 STATE_FILE = Path(".local-stack") / "stack.json"
 
@@ -88,6 +93,7 @@ def stack_up(max_receive_count: int = 5, path: Path = STATE_FILE) -> tuple[Local
             boto3.client("kms"),
             boto3.client("ssm"),
             max_receive_count=max_receive_count,
+            visibility_timeout_s=LOCAL_VISIBILITY_TIMEOUT_S,
         )
     state = StackState(
         moto.process.pid,

@@ -139,20 +139,40 @@ def test_report_counts_what_analysts_see(queue: Provisioned, db: pg8000.native.C
             "Postgres at postgresql://postgres:***@127.0.0.1:",
         ),
         (["seed"], {"QUEUE_URL": ""}, "no queue: run `login-etl stack up`"),
+        (["seed"], {"AWS_DEFAULT_REGION": None, "AWS_REGION": None}, "no AWS region: set"),
+        (
+            ["seed"],
+            {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
+            "no AWS credentials: set",
+        ),
+        (
+            ["seed"],
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"},
+            "cannot reach AWS at http://127.0.0.1:1/: is the stack running?",
+        ),
         (["dlq", "show"], {"DLQ_URL": ""}, "set DLQ_URL"),
     ],
 )
 def test_usual_mistakes_are_one_line_and_exit_1(
     stack: object,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     argv: list[str],
-    environment: dict[str, str],
+    environment: dict[str, str | None],
     message: str,
 ) -> None:
     if environment.get("DATABASE_URL") == "__WRONG_PASSWORD__":
         environment = {"DATABASE_URL": os.environ["DATABASE_URL"].replace(":postgres@", ":secret@")}
-    with patched_environ(environment):
-        code = cli.main(argv)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches resolved credentials
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    for name, value in environment.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    code = cli.main(argv)
 
     err = capsys.readouterr().err
     assert code == 1

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +21,8 @@ from login_etl_tools.local_run import RunSummary, deliver_and_summarise
 from login_etl_tools.provisioning import Provisioned, provision
 from login_etl_tools.sample_data import generate
 from login_etl_tools.seeding import bodies_from_file, send_bodies
-from login_etl_tools.stack import local_stack, patched_environ
+from login_etl_tools.stack import LOCAL_VISIBILITY_TIMEOUT_S, local_stack, patched_environ
 from login_etl_tools.stack_state import read_state
-
-# Local shortcut: failed messages come back after 5 s, not after 6 x the function timeout.
-# Not less: a drained round must be deleted before its messages become visible again.
-LOCAL_SCHEDULE_VISIBILITY_S = 5
 
 
 def register(commands: Any) -> None:
@@ -50,6 +47,8 @@ def register(commands: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Send sample messages (unless --no-seed), deliver them to the handler, summarise."""
+    # Metrics are off here, and Powertools warns about every empty flush.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     if not 1 <= args.batch_size <= 10_000:
         raise UserError("--batch-size must be between 1 and 10000 (the SQS event source maximum)")
     logging_env = (
@@ -57,10 +56,8 @@ def run_command(args: argparse.Namespace) -> int:
         if args.verbose
         else {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
     )
-    # The scheduled drain leaves failures to the queue's visibility timeout: keep it short here.
-    visibility_s = LOCAL_SCHEDULE_VISIBILITY_S if args.mode == "schedule" else 30
     with (
-        _stack(args.max_receive_count, visibility_s) as provisioned,
+        _stack(args.max_receive_count, LOCAL_VISIBILITY_TIMEOUT_S) as provisioned,
         patched_environ(logging_env),
     ):
         sqs = boto3.client("sqs")
