@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import boto3
+
 from login_etl.config import DEFAULT_KEYRING_PATH
 from login_etl_tools.keys import KeyStore
 
@@ -93,3 +95,14 @@ def _key_by_alias(kms: KMSClient) -> str:
     kms.enable_key_rotation(KeyId=key_id)
     kms.create_alias(AliasName=KEY_ALIAS, TargetKeyId=key_id)
     return key_id
+
+
+def provision_here(*, max_receive_count: int, visibility_timeout_s: int) -> Provisioned:
+    """``provision`` through boto3's default clients: the environment's endpoint and account."""
+    return provision(
+        boto3.client("sqs"),
+        boto3.client("kms"),
+        boto3.client("ssm"),
+        max_receive_count=max_receive_count,
+        visibility_timeout_s=visibility_timeout_s,
+    )

@@ -7,11 +7,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import boto3
-
 from login_etl_tools.moto_server import MotoServer
 from login_etl_tools.postgres_server import PostgresServer
-from login_etl_tools.provisioning import Provisioned, provision
+from login_etl_tools.provisioning import Provisioned, provision_here
 
 REGION = "us-east-1"
 # Local shortcut: a failed message comes back after 5 s, not after 6 x the function timeout, so
@@ -51,10 +49,7 @@ def local_stack(
         postgres = PostgresServer.start()
         try:
             with patched_environ(stack_environment(moto.endpoint_url)):
-                provisioned = provision(
-                    boto3.client("sqs"),
-                    boto3.client("kms"),
-                    boto3.client("ssm"),
+                provisioned = provision_here(
                     max_receive_count=max_receive_count,
                     visibility_timeout_s=visibility_timeout_s,
                 )

@@ -15,12 +15,10 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import boto3
-
 from login_etl_tools.moto_server import MotoServer
 from login_etl_tools.ports import port_is_open
 from login_etl_tools.postgres_server import PostgresServer
-from login_etl_tools.provisioning import Provisioned, provision
+from login_etl_tools.provisioning import Provisioned, provision_here
 from login_etl_tools.stack import (
     LOCAL_VISIBILITY_TIMEOUT_S,
     LocalStack,
@@ -88,10 +86,7 @@ def stack_up(max_receive_count: int = 5, path: Path = STATE_FILE) -> tuple[Local
         raise
     endpoint = moto.endpoint_url
     with patched_environ(stack_environment(endpoint)):
-        provisioned = provision(
-            boto3.client("sqs"),
-            boto3.client("kms"),
-            boto3.client("ssm"),
+        provisioned = provision_here(
             max_receive_count=max_receive_count,
             visibility_timeout_s=LOCAL_VISIBILITY_TIMEOUT_S,
         )

@@ -18,7 +18,7 @@ from login_etl.domain.masking import token_key_id
 from login_etl_tools.commands.common import UserError, redact, uses_environment
 from login_etl_tools.event_source_mapping import DeliveryStats
 from login_etl_tools.local_run import RunSummary, deliver_and_summarise
-from login_etl_tools.provisioning import Provisioned, provision
+from login_etl_tools.provisioning import Provisioned, provision_here
 from login_etl_tools.sample_data import generate
 from login_etl_tools.seeding import bodies_from_file, send_bodies
 from login_etl_tools.stack import LOCAL_VISIBILITY_TIMEOUT_S, local_stack, patched_environ
@@ -86,10 +86,7 @@ def _stack(max_receive_count: int, visibility_timeout_s: int) -> Iterator[Provis
     """The environment's stack, else `stack up`'s, else a throwaway one started here."""
     if uses_environment():
         print(f"using AWS at {os.environ.get('AWS_ENDPOINT_URL', '(default)')} and DATABASE_URL")
-        yield provision(
-            boto3.client("sqs"),
-            boto3.client("kms"),
-            boto3.client("ssm"),
+        yield provision_here(
             max_receive_count=max_receive_count,
             visibility_timeout_s=visibility_timeout_s,
         )
