@@ -59,9 +59,17 @@ class StackState:
 
     def stop(self) -> None:
         """Stop both servers (whatever state they are in) and delete Postgres's data."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.moto_pid, signal.SIGTERM)
+        if _is_our_moto(self.moto_pid):  # not a process that reused the pid since
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.moto_pid, signal.SIGTERM)
         self._postgres().stop()
+
+
+def _is_our_moto(pid: int) -> bool:
+    try:
+        return b"login_etl_tools.moto_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return not Path("/proc").is_dir()  # no procfs (macOS): trust the recorded pid
 
 
 def read_state(path: Path = STATE_FILE) -> StackState | None:
