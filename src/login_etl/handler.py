@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEv
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE, QueueMessage
+from login_etl.domain.validation import key_names
 from login_etl.drain import drain
 from login_etl.observability import logger, metrics, report, report_drain
 from login_etl.pipeline import BatchOutcome, process_batch
@@ -37,7 +38,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if EventBridgeEvent(event).get("detail-type") == SCHEDULED_EVENT:
         return handle_schedule(context, get_runtime())
     # The keys only: an unknown event may still carry PII in its values.
-    raise UnsupportedEventError(f"unsupported event with keys {sorted(event)}")
+    raise UnsupportedEventError(f"unsupported event with keys {key_names(event)}")
 
 
 def handle_sqs_batch(event: SQSEvent, runtime: Runtime) -> dict[str, Any]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pg8000.native
 
-from login_etl.adapters.postgres_store import connect
+from login_etl.adapters.postgres_schema import TABLE
+from login_etl.adapters.postgres_store import connect, table_exists
 from login_etl.config import Settings
 from login_etl.domain.errors import InvalidMessageError
 from login_etl.domain.validation import parse_login
@@ -54,7 +53,7 @@ def deliver_and_summarise(
     """
     from login_etl.handler import lambda_handler  # noqa: PLC0415 - after logging env is set
 
-    with _database() as conn:
+    with connect(connection_params(Settings.from_env())) as conn:
         before = _count_rows(conn)
         if mode == "schedule":
             stats = run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch)
@@ -110,15 +109,7 @@ def _why(body: str) -> str:
     return "valid now (it failed for another reason: see the function's logs)"
 
 
-@contextmanager
-def _database() -> Iterator[pg8000.native.Connection]:
-    conn = connect(connection_params(Settings.from_env()))
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def _count_rows(conn: pg8000.native.Connection) -> int:
-    exists = conn.run("SELECT to_regclass('public.user_logins') IS NOT NULL")[0][0]
-    return int(conn.run("SELECT count(*) FROM user_logins")[0][0]) if exists else 0
+    if not table_exists(conn, TABLE):
+        return 0
+    return int(conn.run(f"SELECT count(*) FROM {TABLE}")[0][0])  # noqa: S608 - a constant

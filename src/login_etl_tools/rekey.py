@@ -51,11 +51,15 @@ def rekey(
     keyring: Keyring,
     *,
     batch_size: int = 1000,
+    stale: int | None = None,
     on_batch: Callable[[RekeyProgress], None] | None = None,
 ) -> RekeyProgress:
-    """Re-key every stale row, ``batch_size`` rows per transaction."""
+    """Re-key every stale row, ``batch_size`` rows per transaction.
+
+    ``stale``: the caller's ``count_stale`` (a full scan), if it already made one.
+    """
     prefix = token_prefix(keyring.current.key_id)
-    progress = RekeyProgress(total=count_stale(conn, keyring))
+    progress = RekeyProgress(total=count_stale(conn, keyring) if stale is None else stale)
     while True:
         conn.run("START TRANSACTION")
         try:

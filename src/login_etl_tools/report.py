@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from login_etl.adapters.postgres_schema import TABLE
+from login_etl.adapters.postgres_store import table_exists
 from login_etl.domain.app_version import SQL_DECODE_EXPRESSION
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Report:
 
 def build_report(conn: pg8000.native.Connection, top: int = 5) -> Report:
     """Counts, duplicate groups, rows per day / app version / device type."""
-    if conn.run(f"SELECT to_regclass('{TABLE}') IS NULL")[0][0]:
+    if not table_exists(conn, TABLE):
         raise LookupError(f"there is no {TABLE} table yet: load some messages first")
     totals = conn.run(
         "SELECT count(*), count(DISTINCT user_id), count(DISTINCT masked_device_id),"  # noqa: S608

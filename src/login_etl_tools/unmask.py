@@ -13,6 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from login_etl.adapters.postgres_schema import COLUMNS, TABLE
+from login_etl.adapters.postgres_store import table_exists
 from login_etl.domain.keyring import Keyring, UnmaskError
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def select_rows(
     conn: pg8000.native.Connection, filters: Mapping[str, str], limit: int
 ) -> list[dict[str, Any]]:
     """The rows matching every filter (AND), oldest first, at most ``limit``."""
-    if conn.run(f"SELECT to_regclass('{TABLE}') IS NULL")[0][0]:
+    if not table_exists(conn, TABLE):
         raise LookupError(f"there is no {TABLE} table in this database: check DATABASE_URL")
     # Column names come from FILTER_COLUMNS only (checked above); values are parameters.
     conditions = [f"{column}::text = :p{i}" for i, column in enumerate(filters)]

@@ -109,5 +109,5 @@ def test_an_unknown_event_is_refused_naming_its_keys_only(stack: LocalStack) -> 
     with pytest.raises(UnsupportedEventError) as raised:
         lambda_handler({"ip": "199.172.111.135", "detail-type": "Other"}, LocalContext())
 
+    assert str(raised.value) == "unsupported event with keys <non-identifier key>, ip"
     assert "199.172.111.135" not in str(raised.value)
-    assert "'ip'" in str(raised.value)

@@ -183,12 +183,17 @@ def ensure_schema(conn: pg8000.native.Connection) -> None:
     try:
         conn.run("SELECT pg_advisory_xact_lock(:key)", key=SCHEMA_LOCK_KEY)
         for name, statement in SCHEMA_STATEMENTS:
-            if conn.run("SELECT to_regclass(:name) IS NULL", name=name)[0][0]:
+            if not table_exists(conn, name):
                 conn.run(statement)
         conn.run("COMMIT")
     except BaseException:
         conn.run("ROLLBACK")
         raise
+
+
+def table_exists(conn: pg8000.native.Connection, name: str) -> bool:
+    """Whether the table (or view) is there, on the connection's search path."""
+    return bool(conn.run("SELECT to_regclass(:name) IS NOT NULL", name=name)[0][0])
 
 
 def _ssl_context(sslmode: str) -> Any:

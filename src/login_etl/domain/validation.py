@@ -110,9 +110,9 @@ def _check_keys(payload: dict[str, Any]) -> None:
         return
     missing = REQUIRED_KEYS - keys
     if missing:
-        raise InvalidMessageError(Reason.MISSING_KEYS, f"missing keys: {_names(missing)}")
+        raise InvalidMessageError(Reason.MISSING_KEYS, f"missing keys: {key_names(missing)}")
     raise InvalidMessageError(
-        Reason.UNEXPECTED_KEYS, f"unexpected keys: {_names(keys - REQUIRED_KEYS)}"
+        Reason.UNEXPECTED_KEYS, f"unexpected keys: {key_names(keys - REQUIRED_KEYS)}"
     )
 
 
@@ -141,7 +141,7 @@ def _too_long(key: str, limit: int) -> InvalidMessageError:
     return InvalidMessageError(Reason.TOO_LONG, f"{key} longer than {limit} characters")
 
 
-def _names(keys: frozenset[str] | set[str] | Any) -> str:
+def key_names(keys: frozenset[str] | set[str] | Any) -> str:
     """Key names are data too: show only the ones that look like identifiers."""
     shown = sorted(k if _SAFE_KEY_NAME.fullmatch(k) else "<non-identifier key>" for k in keys)
     return ", ".join(shown)

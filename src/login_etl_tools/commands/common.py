@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,9 +50,8 @@ def queue_urls() -> tuple[str, str]:
     return queue, dlq
 
 
-@contextmanager
-def database() -> Iterator[pg8000.native.Connection]:
-    """A connection to DATABASE_URL."""
+def database() -> pg8000.native.Connection:
+    """A connection to DATABASE_URL (use it in a ``with``: it closes on the way out)."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         raise UserError(
@@ -60,11 +60,21 @@ def database() -> Iterator[pg8000.native.Connection]:
         )
     # Only the connection settings matter here; the data key's are not needed to connect.
     settings = Settings.from_env({**os.environ, "DATA_KEY_PARAMETER": DATA_KEY_PARAMETER})
-    conn = connect(connection_params_from_url(url, settings))
-    try:
-        yield conn
-    finally:
-        conn.close()
+    return connect(connection_params_from_url(url, settings))
+
+
+def show_progress(done: int, total: int, what: str) -> None:
+    """A progress bar on stderr, redrawn in place; nothing unless stderr is a terminal."""
+    if sys.stderr.isatty() and total:
+        done = min(done, total)
+        bar = "#" * (30 * done // total)
+        print(f"\r  [{bar:<30}] {done}/{total} {what}", end="", file=sys.stderr, flush=True)
+
+
+def end_progress() -> None:
+    """Leave the progress line before printing results."""
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
 
 
 def redact(url: str) -> str:

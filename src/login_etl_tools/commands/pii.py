@@ -12,10 +12,10 @@ import boto3
 
 from login_etl.config import DEFAULT_KEYRING_PATH
 from login_etl_tools.audit import AuditRecord, caller_arn, write_audit
-from login_etl_tools.commands.common import UserError, database
+from login_etl_tools.commands.common import UserError, database, end_progress, show_progress
 from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
 from login_etl_tools.provisioning import DATA_KEY_PARAMETER
-from login_etl_tools.rekey import RekeyProgress, count_stale, rekey
+from login_etl_tools.rekey import count_stale, rekey
 from login_etl_tools.unmask import parse_filters, select_rows, unmask_all, unmask_rows
 
 
@@ -114,19 +114,17 @@ def _rekey(args: argparse.Namespace) -> int:
     with database() as conn:
         stale = count_stale(conn, keyring)
         write_audit(AuditRecord(identity, "rekey", "table", 2 * stale, args.reason), conn)
-        progress = rekey(conn, keyring, batch_size=args.batch_size, on_batch=_rekey_progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+        progress = rekey(
+            conn,
+            keyring,
+            batch_size=args.batch_size,
+            stale=stale,
+            on_batch=lambda p: show_progress(p.done, p.total, "rows"),
+        )
+    end_progress()
     current = keyring.current.key_id
     print(f"re-keyed {progress.done} rows in {progress.batches} batches to key {current:08x}")
     return 0
-
-
-def _rekey_progress(progress: RekeyProgress) -> None:
-    if sys.stderr.isatty() and progress.total:
-        done = min(progress.done, progress.total)
-        bar = "#" * (30 * done // progress.total)
-        print(f"\r  [{bar:<30}] {done}/{progress.total} rows", end="", file=sys.stderr, flush=True)
 
 
 def _filters(specs: list[str]) -> dict[str, str]:

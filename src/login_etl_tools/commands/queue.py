@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from login_etl_tools.commands.common import UserError, queue_urls
+from login_etl_tools.commands.common import UserError, end_progress, queue_urls
 from login_etl_tools.local_run import dlq_reasons
 from login_etl_tools.redrive import redrive
 from login_etl_tools.sample_data import generate
@@ -58,8 +58,7 @@ def dlq_command(args: argparse.Namespace) -> int:
             print(f"  {n:>6}  {reason}")
         return 0
     moved = redrive(sqs, dlq_url, queue_url, on_progress=_progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    end_progress()
     print(f"moved {moved} message(s) back to {queue_url}")
     return 0
 

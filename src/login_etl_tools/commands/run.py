@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,7 +14,13 @@ from typing import Any
 import boto3
 
 from login_etl.domain.masking import token_key_id
-from login_etl_tools.commands.common import UserError, redact, uses_environment
+from login_etl_tools.commands.common import (
+    UserError,
+    end_progress,
+    redact,
+    show_progress,
+    uses_environment,
+)
 from login_etl_tools.event_source_mapping import DeliveryStats
 from login_etl_tools.local_run import RunSummary, deliver_and_summarise
 from login_etl_tools.provisioning import Provisioned, provision_here
@@ -109,25 +114,14 @@ def _stack(max_receive_count: int, visibility_timeout_s: int) -> Iterator[Provis
 
 
 def _progress(total: int) -> Callable[[DeliveryStats], None]:
-    interactive = sys.stderr.isatty()
-
     def show(stats: DeliveryStats) -> None:
-        if interactive and total:
-            done = min(stats.deleted, total)
-            bar = "#" * (30 * done // total)
-            print(
-                f"\r  [{bar:<30}] {done}/{total} done, {stats.reported_failures} retries",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+        show_progress(stats.deleted, total, f"done, {stats.reported_failures} retries")
 
     return show
 
 
 def _print_summary(summary: RunSummary, seconds: float) -> None:
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    end_progress()
     d = summary.delivery
     written = summary.rows_after - summary.rows_before
     lines = [
