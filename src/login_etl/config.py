@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from login_etl.adapters.postgres_store import ConnectionParams
+from login_etl.adapters.postgres_connection import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
 MAX_SQS_WAIT_S = 20

@@ -16,7 +16,12 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from login_etl.adapters import aws
 from login_etl.adapters.config_stores import read_json_secret
 from login_etl.adapters.kms_data_key import KmsDataKeySource
-from login_etl.adapters.postgres_store import ConnectionParams, PostgresLoginStore
+from login_etl.adapters.postgres_connection import (
+    ConnectionParams,
+    ConnectionParamsSource,
+    FixedParams,
+)
+from login_etl.adapters.postgres_store import PostgresLoginStore
 from login_etl.adapters.sqs_queue import SqsQueue
 from login_etl.config import (
     KMS_ENCRYPTION_CONTEXT,
@@ -103,12 +108,35 @@ def build_runtime(settings: Settings) -> Runtime:
     """Load the data key now (KMS down fails fast) and prepare the store (it connects later)."""
     key = CurrentKey(settings)
     key.mask()
-    return Runtime(settings, key, PostgresLoginStore(connection_params(settings)))
+    return Runtime(settings, key, PostgresLoginStore(connection_params_source(settings)))
+
+
+class SecretConnectionParams:
+    """Connection parameters from the Secrets Manager secret, re-read when they stop working.
+
+    RDS-managed secrets rotate on a schedule; the store asks for a refresh after an
+    authentication failure, so a warm container follows the rotation on its next connect.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cached: ConnectionParams | None = None
+
+    def params(self, *, refresh: bool = False) -> ConnectionParams:
+        """The secret's parameters, read once and again on ``refresh``."""
+        if self._cached is None or refresh:
+            secret = read_json_secret(aws.secretsmanager(), str(self._settings.database_secret_arn))
+            self._cached = connection_params_from_secret(secret, self._settings)
+        return self._cached
+
+
+def connection_params_source(settings: Settings) -> ConnectionParamsSource:
+    """From DATABASE_URL if set (fixed), else from the Secrets Manager secret (rotating)."""
+    if settings.database_url:
+        return FixedParams(connection_params_from_url(settings.database_url, settings))
+    return SecretConnectionParams(settings)
 
 
 def connection_params(settings: Settings) -> ConnectionParams:
-    """From DATABASE_URL if set, else from the Secrets Manager secret."""
-    if settings.database_url:
-        return connection_params_from_url(settings.database_url, settings)
-    secret = read_json_secret(aws.secretsmanager(), str(settings.database_secret_arn))
-    return connection_params_from_secret(secret, settings)
+    """The parameters to use now (operator tools, tests)."""
+    return connection_params_source(settings).params()

@@ -35,7 +35,7 @@ import pg8000.native
 from cryptography.fernet import Fernet
 
 from login_etl.adapters.config_stores import read_parameter
-from login_etl.adapters.postgres_store import connect
+from login_etl.adapters.postgres_connection import connect
 from login_etl.config import KMS_ENCRYPTION_CONTEXT, Settings, connection_params_from_url
 from login_etl_tools.bench_probe import sqs_event
 from login_etl_tools.event_source_mapping import LocalContext

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pg8000.native
 
+from login_etl.adapters.postgres_connection import connect
 from login_etl.adapters.postgres_schema import TABLE
-from login_etl.adapters.postgres_store import connect, table_exists
+from login_etl.adapters.postgres_store import table_exists
 from login_etl.config import Settings
 from login_etl.domain.errors import InvalidMessageError
 from login_etl.domain.validation import parse_login

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pg8000.native
 
-from login_etl.adapters.postgres_store import connect
+from login_etl.adapters.postgres_connection import connect
 from login_etl.config import Settings, connection_params_from_url
 from login_etl_tools.provisioning import DATA_KEY_PARAMETER
 from login_etl_tools.stack import patched_environ

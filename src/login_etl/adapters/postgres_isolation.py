@@ -1,0 +1,155 @@
+"""Which rows of a refused batch Postgres refuses, found in one round trip, in bounded memory.
+
+When the batch's COPY (or its COMMIT) fails on a row's content, the rows are tried again in a
+PL/pgSQL block, in batch order, inside a transaction that is rolled back after:
+
+* constraints are made IMMEDIATE first, so an error that a ``DEFERRABLE INITIALLY DEFERRED``
+  constraint would only raise at COMMIT is raised by the row that causes it;
+* rows are first tried in a subtransaction that is always undone (an exception block
+  ending in a sentinel error), a chunk at a time and then, in a refused chunk, one by one;
+  what passed is inserted for real outside any subtransaction. Rows are checked against the
+  rows before them, so a row that conflicts with an earlier one of the batch is the one
+  refused. Undone subtransactions release
+  their locks and transaction ids at once, so one savepoint is alive at a time whatever the
+  number of refused rows. (Nested client-side savepoints, the previous design, kept one
+  subtransaction and its lock per level and per accepted half: 5,000 refused rows of 10,000
+  exhausted the lock table, ``53200 out of shared memory``, after 73 s.)
+
+The batch travels as a transaction-local setting (``set_config(..., true)``): a ``DO`` block
+takes no parameters, and the setting needs no privilege, no temporary table and no DDL.
+Errors outside SQLSTATE classes 22 and 23 are not about a row: they abort the block.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pg8000.native
+
+from login_etl.adapters.postgres_connection import ConnectionParams, begin
+from login_etl.adapters.postgres_schema import COLUMNS, INSERT_LEDGER, TABLE
+from login_etl.domain.models import UserLoginRow
+
+ROW_LEVEL_SQLSTATE_CLASSES = ("22", "23")
+_BATCH_SETTING = "login_etl.isolate_batch"
+_REFUSED_SETTING = "login_etl.refused_rows"
+_COLUMN_LIST = ", ".join(COLUMNS)
+# Rows are tried a chunk at a time, and one by one only inside a chunk that is refused: with
+# few refused rows (the usual case) that is ~200 statements for 10,000 rows instead of 20,000
+# (1 refused row of 10,000: 0.9 s -> see README "Benchmarks"). sqrt(10,000) balances the two.
+CHUNK_ROWS = 100
+_INSERT = (
+    f"INSERT INTO {TABLE} ({_COLUMN_LIST}) "  # noqa: S608 - constant names only
+    f"SELECT {_COLUMN_LIST} FROM jsonb_populate_recordset(NULL::{TABLE}, rows)"
+)
+# jsonb_populate_recordset converts each value with the column type's input function and type
+# modifier, as COPY does: a 129-character user_id is refused (22001), never truncated.
+# A "probe" is a subtransaction (an exception block) always undone by the sentinel LE000.
+_ISOLATE = f"""
+DO $$
+DECLARE
+  chunk jsonb;
+  rows jsonb;
+  position integer := 0;
+  passed boolean;
+  refused jsonb := '{{}}';
+BEGIN
+  FOR chunk IN SELECT value FROM jsonb_array_elements(current_setting('{_BATCH_SETTING}')::jsonb)
+  LOOP
+    rows := chunk;
+    passed := false;
+    BEGIN
+      {_INSERT};
+      passed := true;
+      RAISE SQLSTATE 'LE000';
+    EXCEPTION
+      WHEN SQLSTATE 'LE000' THEN NULL;
+      WHEN OTHERS THEN
+        IF left(SQLSTATE, 2) NOT IN ('22', '23') THEN RAISE; END IF;
+    END;
+    IF passed THEN
+      {_INSERT};  -- kept, in the top transaction: later rows are checked against it
+      position := position + jsonb_array_length(chunk);
+      CONTINUE;
+    END IF;
+    FOR rows IN SELECT jsonb_build_array(value) FROM jsonb_array_elements(chunk) LOOP
+      passed := false;
+      BEGIN
+        {_INSERT};
+        passed := true;
+        RAISE SQLSTATE 'LE000';
+      EXCEPTION
+        WHEN SQLSTATE 'LE000' THEN NULL;
+        WHEN OTHERS THEN
+          IF left(SQLSTATE, 2) NOT IN ('22', '23') THEN RAISE; END IF;
+          refused := refused || jsonb_build_object(position::text, SQLSTATE);
+      END;
+      IF passed THEN
+        {_INSERT};
+      END IF;
+      position := position + 1;
+    END LOOP;
+  END LOOP;
+  PERFORM set_config('{_REFUSED_SETTING}', refused::text, true);
+END
+$$
+"""  # noqa: S608 - constant names only
+
+
+def is_row_level(state: str) -> bool:
+    """Whether a SQLSTATE is about a row's content (22 data exception, 23 constraint)."""
+    return state.startswith(ROW_LEVEL_SQLSTATE_CLASSES)
+
+
+class UnattributedRefusalError(RuntimeError):
+    """Postgres refused the batch for a row-level reason, but no single row reproduces it.
+
+    Nothing is acknowledged: the invocation fails and the whole batch is retried.
+    """
+
+    def __init__(self, state: str) -> None:
+        super().__init__(
+            f"Postgres refused the batch ({state}) but no row of it is refused on its own;"
+            " the whole batch will be retried"
+        )
+        self.sqlstate = state
+
+
+def find_refused_rows(
+    conn: pg8000.native.Connection,
+    params: ConnectionParams,
+    rows: Sequence[tuple[str, UserLoginRow]],
+    state: str,
+) -> dict[str, str]:
+    """Message id -> SQLSTATE of each row Postgres refuses; nothing is left written.
+
+    ``state`` is the batch's refusal. Messages already in the ledger are duplicates, not
+    refusals, and are not tried. If no row is refused on its own (the refusal depended on
+    something else, such as a concurrent writer), raise ``UnattributedRefusalError``: nothing
+    may be acknowledged on this basis.
+    """
+    begin(conn, params)
+    try:
+        conn.run("SET CONSTRAINTS ALL IMMEDIATE")
+        ids = json.dumps([message_id for message_id, _ in rows])
+        seen = {r[0] for r in conn.run(INSERT_LEDGER, ids=ids)}
+        candidates = [(mid, row) for mid, row in rows if mid not in seen]
+        records = [_as_json(row) for _, row in candidates]
+        chunks = [records[i : i + CHUNK_ROWS] for i in range(0, len(records), CHUNK_ROWS)]
+        batch = json.dumps(chunks)
+        conn.run("SELECT set_config(:name, :batch, true)", name=_BATCH_SETTING, batch=batch)
+        conn.run(_ISOLATE)
+        answer = conn.run("SELECT current_setting(:name)", name=_REFUSED_SETTING)
+    finally:
+        conn.run("ROLLBACK")  # nothing of the trial stays; the caller writes the rest
+    refused: dict[str, str] = json.loads(answer[0][0])
+    if not refused:
+        raise UnattributedRefusalError(state)
+    return {candidates[int(position)][0]: str(state) for position, state in refused.items()}
+
+
+def _as_json(row: UserLoginRow) -> dict[str, object]:
+    record: dict[str, object] = dict(zip(COLUMNS, row, strict=True))
+    record["create_date"] = row.create_date.isoformat()
+    return record
