@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pg8000.exceptions
 
+from login_etl_tools.audit import AuditError
 from login_etl_tools.commands import pii, queue, report, run, stack
 from login_etl_tools.commands.common import UserError, redact, target_stack
 
@@ -54,7 +55,7 @@ POSTGRES_LOGIN_ERRORS = {
 
 def explain(error: Exception) -> str:
     """One line: what is wrong and what to do."""
-    if isinstance(error, UserError | LookupError):
+    if isinstance(error, UserError | LookupError | AuditError):
         return str(error).strip("'\"")
     return (
         _explain_aws(error)
