@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
 AUDIT_TABLE = "login_etl_pii_audit"
+# An identity column, not bigserial: INSERT on the table is then all an operator needs (a
+# serial's sequence would need its own USAGE grant).
 CREATE_AUDIT_TABLE = f"""
-CREATE TABLE IF NOT EXISTS {AUDIT_TABLE}(
-  id bigserial PRIMARY KEY,
+CREATE TABLE {AUDIT_TABLE}(
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   at timestamptz NOT NULL DEFAULT now(),
   caller_arn text NOT NULL,
   action varchar(16) NOT NULL,
@@ -34,6 +36,14 @@ CREATE TABLE IF NOT EXISTS {AUDIT_TABLE}(
   value_count integer NOT NULL,
   key_ids text[] NOT NULL DEFAULT '{{}}')
 """
+# A table made by an earlier login-etl lacks the column (its owner adds it: `login-etl db init`).
+ADD_KEY_IDS = f"ALTER TABLE {AUDIT_TABLE} ADD COLUMN key_ids text[] NOT NULL DEFAULT '{{}}'"
+_STATE = """
+SELECT to_regclass(:name) IS NOT NULL,
+       EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(:name)
+               AND attname = 'key_ids' AND NOT attisdropped)
+"""
+_LOCK_KEY = 0x6C6F67696E415544  # "loginAUD": two first calls must not race on CREATE TABLE
 _INSERT = (
     f"INSERT INTO {AUDIT_TABLE}"  # noqa: S608 - a constant table name, values are parameters
     " (caller_arn, action, source, filter, reason, value_count, key_ids)"
@@ -78,9 +88,47 @@ def key_ids_of(tokens: Iterable[str | None]) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
+def ensure_audit_table(conn: pg8000.native.Connection) -> None:
+    """Create the table (or its ``key_ids`` column) only if missing, or say why it cannot be.
+
+    Checked first, with ``to_regclass``: an operator's database user has no CREATE on the
+    schema, and ``CREATE TABLE IF NOT EXISTS`` needs it even when the table exists.
+    """
+    missing = _missing(conn)
+    if not missing:
+        return
+    conn.run("START TRANSACTION")
+    try:
+        conn.run("SELECT pg_advisory_xact_lock(:key)", key=_LOCK_KEY)
+        missing = _missing(conn)  # again: another session may have made it meanwhile
+        for statement in missing:
+            conn.run(statement)
+        conn.run("COMMIT")
+    except pg8000.native.DatabaseError as error:
+        _rollback(conn)
+        if _sqlstate(error) == "42501":
+            what = "is missing" if CREATE_AUDIT_TABLE in missing else "has no key_ids column"
+            raise AuditError(
+                f"the audit table {AUDIT_TABLE} {what} and this database user cannot change"
+                f" that ({_message(error)}): nothing was unmasked. The admin runs"
+                " `login-etl db init`"
+            ) from None
+        raise
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _missing(conn: pg8000.native.Connection) -> list[str]:
+    exists, complete = conn.run(_STATE, name=AUDIT_TABLE)[0]
+    if not exists:
+        return [CREATE_AUDIT_TABLE]
+    return [] if complete else [ADD_KEY_IDS]
+
+
 def write_audit(record: AuditRecord, conn: pg8000.native.Connection) -> None:
     """Insert the record and commit it; raise ``AuditError`` if that cannot be done."""
-    conn.run(CREATE_AUDIT_TABLE)
+    ensure_audit_table(conn)
     conn.run("START TRANSACTION")
     try:
         conn.run(
@@ -99,7 +147,8 @@ def write_audit(record: AuditRecord, conn: pg8000.native.Connection) -> None:
         if _sqlstate(error) == "42501":  # insufficient_privilege
             raise AuditError(
                 f"cannot write the audit record ({_message(error)}): nothing was unmasked."
-                f" This database user needs INSERT on {AUDIT_TABLE}"
+                f" This database user needs the operator's grants (INSERT on {AUDIT_TABLE}:"
+                " src/login_etl_tools/grants.sql)"
             ) from None
         raise
     except BaseException:

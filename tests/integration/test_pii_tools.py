@@ -23,7 +23,7 @@ from login_etl.domain.masking import DeterministicMasker, token_key_id, token_pr
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
 from login_etl_tools import cli
-from login_etl_tools.audit import AUDIT_TABLE, CREATE_AUDIT_TABLE
+from login_etl_tools.audit import AUDIT_TABLE, ensure_audit_table
 from login_etl_tools.event_source_mapping import LocalContext
 from login_etl_tools.keys import KeyStore
 from login_etl_tools.provisioning import Provisioned
@@ -288,6 +288,8 @@ def test_unmask_of_given_tokens_shows_nothing_without_an_audit_record(
     assert IP not in err
     assert DEVICE not in err
     assert audit_rows() == []
+    if database == "no INSERT on the audit table":
+        assert "permission denied for table login_etl_pii_audit): nothing was unmasked" in err
 
 
 def reader_without_audit_grant() -> str:
@@ -295,7 +297,7 @@ def reader_without_audit_grant() -> str:
     admin = database_connection(os.environ["DATABASE_URL"])
     admin.run("DROP ROLE IF EXISTS pii_reader")
     admin.run("CREATE ROLE pii_reader LOGIN PASSWORD 'reader-password'")
-    admin.run(CREATE_AUDIT_TABLE)  # the table is there; this user may not insert into it
+    ensure_audit_table(admin)  # the table is there; this user may not insert into it
     admin.close()
     parts = urlsplit(os.environ["DATABASE_URL"])
     return f"postgresql://pii_reader:reader-password@{parts.hostname}:{parts.port}{parts.path}"
