@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import pg8000.exceptions
 
-from login_etl_tools.commands import pii, queue, report, run, stack
+from login_etl_tools.audit import AuditError
+from login_etl_tools.commands import db, pii, queue, report, run, stack
 from login_etl_tools.commands.common import UserError, redact, target_stack
 
 
@@ -40,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="login-etl", description=__doc__.split("\n\n")[0])
     top.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = top.add_subparsers(required=True, metavar="COMMAND")
-    for module in (stack, run, queue, report, pii):
+    for module in (stack, run, queue, report, pii, db):
         module.register(commands)
     return top
 
@@ -54,7 +55,7 @@ POSTGRES_LOGIN_ERRORS = {
 
 def explain(error: Exception) -> str:
     """One line: what is wrong and what to do."""
-    if isinstance(error, UserError | LookupError):
+    if isinstance(error, UserError | LookupError | AuditError):
         return str(error).strip("'\"")
     return (
         _explain_aws(error)
@@ -85,6 +86,11 @@ def _explain_postgres(error: Exception) -> str | None:
         code = error.args[0].get("C") if error.args and isinstance(error.args[0], dict) else None
         if code in POSTGRES_LOGIN_ERRORS:
             return f"Postgres at {database} refused: {POSTGRES_LOGIN_ERRORS[code]}"
+        if code == "42501":  # Postgres's message names the object, never a value
+            return (
+                f"Postgres at {database} refused: {error.args[0].get('M')} (this database user"
+                " lacks a grant: see src/login_etl_tools/grants.sql)"
+            )
     return None
 
 

@@ -9,6 +9,8 @@ continues where it stopped, and the function's concurrent inserts are never bloc
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,8 +44,23 @@ class RekeyProgress:
 
 def count_stale(conn: pg8000.native.Connection, keyring: Keyring) -> int:
     """Rows with at least one token not made by the current key."""
+    return stale_summary(conn, keyring)[0]
+
+
+def stale_summary(conn: pg8000.native.Connection, keyring: Keyring) -> tuple[int, tuple[int, ...]]:
+    """(stale rows, the key ids their tokens name), in one scan: what the audit record says.
+
+    Grouped by the two token prefixes, so the result has a row per pair of keys, not per row.
+    """
     prefix = token_prefix(keyring.current.key_id)
-    return int(conn.run(f"SELECT count(*) FROM {TABLE} WHERE {_STALE}", prefix=prefix)[0][0])  # noqa: S608
+    groups = conn.run(
+        f"SELECT left(masked_ip, 12), left(masked_device_id, 12), count(*) FROM {TABLE}"  # noqa: S608
+        f" WHERE {_STALE} GROUP BY 1, 2",
+        prefix=prefix,
+    )
+    stale = sum(int(count) for _, _, count in groups)
+    prefixes = {p for ip, device, _ in groups for p in (ip, device) if p not in (None, prefix)}
+    return stale, tuple(sorted(_prefix_key_id(p) for p in prefixes))
 
 
 def rekey(
@@ -98,6 +115,12 @@ def _update(conn: pg8000.native.Connection, keyring: Keyring, rows: list[list[st
         ips=[r[1] for r in remasked],
         devices=[r[2] for r in remasked],
     )
+
+
+def _prefix_key_id(prefix: str) -> int:
+    """The key id in a token's first 12 characters (version byte, then the 8-byte key id)."""
+    key_id: int = struct.unpack(">Q", base64.urlsafe_b64decode(prefix)[1:9])[0]
+    return key_id
 
 
 def _remask(keyring: Keyring, token: str | None) -> str | None:

@@ -1,14 +1,24 @@
-"""The function's database user needs INSERT on user_logins and nothing that reads it back.
+"""Each database role works with exactly the grants of ``src/login_etl_tools/grants.sql``.
 
-With the schema made by an admin, the handler loads through a role that cannot SELECT the
-masked values: stolen function credentials (the role also holds kms:Decrypt) do not give the
-table's PII in bulk. ``login-etl unmask`` runs with an operator's database user instead.
+In a fresh database owned by the admin (made by the stack's superuser, as the file's header
+says), the admin runs ``login-etl db init`` (the schema, then the file), and login users join
+the two roles. Then every entry point runs as every role: the handler as the function's user,
+``report``, ``unmask`` and ``rekey`` as subprocesses, as an operator and as the admin; and lesser
+roles are refused. The function's user cannot read ``user_logins`` back: stolen function
+credentials (its IAM role holds kms:Decrypt) do not give the table's PII in bulk.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -16,59 +26,316 @@ import pg8000.native
 import pytest
 
 from login_etl.adapters.postgres_connection import connect
-from login_etl.adapters.postgres_store import ensure_schema
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
 from login_etl_tools.event_source_mapping import LocalContext
+from login_etl_tools.keys import KeyStore
 from login_etl_tools.provisioning import Provisioned
 from login_etl_tools.seeding import send_bodies
 from login_etl_tools.stack import LocalStack, patched_environ
 from tests.sqs_helpers import receive_event
 
-GRANTS = """
-CREATE ROLE login_writer LOGIN PASSWORD 'writer-password';
-GRANT USAGE ON SCHEMA public TO login_writer;
-GRANT INSERT ON user_logins TO login_writer;
-GRANT SELECT, INSERT ON login_etl_processed_messages TO login_writer;
-"""
+DATABASE = "login_etl_roles"
+# The prerequisites grants.sql's header gives, with this test's passwords and database name.
+AS_SUPERUSER = (
+    "CREATE ROLE login_etl_admin LOGIN CREATEROLE PASSWORD 'admin-password'",
+    f"CREATE DATABASE {DATABASE} OWNER login_etl_admin",
+)
+AS_ADMIN = (
+    "CREATE ROLE lambda_user LOGIN PASSWORD 'lambda-password' IN ROLE login_etl_function",
+    "CREATE ROLE alice LOGIN PASSWORD 'alice-password' IN ROLE login_etl_operator",
+)
+ROLES = ("lambda_user", "alice", "login_etl_function", "login_etl_operator", "login_etl_admin")
+IP, DEVICE = "10.9.8.7", "111-22-3333"
+
+
+@dataclass(frozen=True)
+class Users:
+    """DATABASE_URL of each role's login user."""
+
+    admin: str
+    function: str
+    operator: str
 
 
 @pytest.fixture
-def writer_url(stack: LocalStack, db: pg8000.native.Connection) -> Iterator[str]:
-    ensure_schema(db)  # the admin's step
-    db.run("DROP ROLE IF EXISTS login_writer")
-    for statement in filter(str.strip, GRANTS.split(";")):
-        db.run(statement)
+def users(stack: LocalStack, tmp_path: Path) -> Iterator[Users]:
+    superuser = database(stack.database_url)
+    drop_everything(superuser)
+    for statement in AS_SUPERUSER:
+        superuser.run(statement)
     parts = urlsplit(stack.database_url)
-    url = f"postgresql://login_writer:writer-password@{parts.hostname}:{parts.port}{parts.path}"
+
+    def url(user: str, password: str) -> str:
+        return f"postgresql://{user}:{password}@{parts.netloc.split('@')[1]}/{DATABASE}"
+
+    found = Users(
+        url("login_etl_admin", "admin-password"),
+        url("lambda_user", "lambda-password"),
+        url("alice", "alice-password"),
+    )
+    initialised = login_etl(found.admin, "db", "init", cwd=tmp_path)
+    assert initialised.returncode == 0, initialised.stderr
+    with database(found.admin) as admin:
+        for statement in AS_ADMIN:
+            admin.run(statement)
     reset_runtime()
-    with patched_environ({"DATABASE_URL": url}):
-        yield url
+    yield found
     reset_runtime()
-    db.run("DROP OWNED BY login_writer")
-    db.run("DROP ROLE login_writer")
+    drop_everything(superuser)
+    superuser.close()
 
 
-def test_the_handler_loads_through_an_insert_only_role(
-    queue: Provisioned, db: pg8000.native.Connection, writer_url: str
+@pytest.fixture
+def keys(queue: Provisioned) -> Iterator[KeyStore]:
+    """A keyring of this test's own; the handler and the commands use it."""
+    prefix = f"/login-etl-roles-{uuid.uuid4().hex[:8]}"
+    env = {"DATA_KEY_PARAMETER": f"{prefix}/data-key", "DATA_KEYRING_PATH": f"{prefix}/data-keys"}
+    store = KeyStore(
+        boto3.client("ssm"),
+        boto3.client("kms"),
+        current_parameter=env["DATA_KEY_PARAMETER"],
+        keyring_path=env["DATA_KEYRING_PATH"],
+        kms_key=queue.kms_key_id,
+    )
+    with patched_environ({**env, "DATA_KEY_MAX_AGE_SECONDS": "0"}):
+        store.init()
+        yield store
+
+
+def drop_everything(superuser: pg8000.native.Connection) -> None:
+    superuser.run(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    for role in ROLES:
+        superuser.run(f"DROP ROLE IF EXISTS {role}")
+
+
+def database(url: str) -> pg8000.native.Connection:
+    return connect(connection_params_from_url(url, Settings.from_env()))
+
+
+def login_etl(url: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``login-etl ARGS`` in its own process, as the database user of ``url``."""
+    return subprocess.run(
+        [sys.executable, "-m", "login_etl_tools.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": url},
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def load(queue: Provisioned, users: Users, count: int) -> dict[str, Any]:
+    """``count`` logins through the handler, as the function's database user."""
+    bodies = [
+        json.dumps(
+            {
+                "user_id": f"u{i}",
+                "app_version": "1.0",
+                "device_type": "ios",
+                "ip": IP,
+                "locale": None,
+                "device_id": DEVICE,
+            }
+        )
+        for i in range(count)
+    ]
+    send_bodies(boto3.client("sqs"), queue.queue_url, bodies)
+    with patched_environ({"DATABASE_URL": users.function}):
+        response: dict[str, Any] = lambda_handler(receive_event(queue, count), LocalContext())
+    return response
+
+
+def refused(url: str, statement: str) -> str:
+    """The SQLSTATE of ``statement`` run as the user of ``url`` ("" if it ran)."""
+    with database(url) as conn:
+        try:
+            conn.run(statement)
+        except pg8000.native.DatabaseError as error:
+            return str(error.args[0]["C"])
+    return ""
+
+
+def audit_log(users: Users) -> list[list[Any]]:
+    with database(users.admin) as admin:
+        rows: list[list[Any]] = admin.run(
+            "SELECT action, source, value_count, reason FROM login_etl_pii_audit ORDER BY id"
+        )
+    return rows
+
+
+def test_db_init_made_everything_owned_by_the_admin_and_reruns_as_a_no_op(
+    users: Users, tmp_path: Path
 ) -> None:
-    body = {
-        "user_id": "u",
-        "app_version": "1.0",
-        "device_type": "ios",
-        "ip": "10.9.8.7",
-        "locale": None,
-        "device_id": "111-22-3333",
-    }
-    send_bodies(boto3.client("sqs"), queue.queue_url, [json.dumps(body)] * 3)
+    with database(users.admin) as admin:
+        owners = admin.run(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c"
+            " WHERE c.relname IN ('user_logins', 'login_etl_processed_messages',"
+            " 'user_logins_decoded', 'login_etl_pii_audit') ORDER BY 1"
+        )
+    assert [owner for _, owner in owners] == ["login_etl_admin"] * 4
 
-    response = lambda_handler(receive_event(queue, 3), LocalContext())
+    again = login_etl(users.admin, "db", "init", cwd=tmp_path)
 
-    assert response == {"batchItemFailures": []}
-    assert db.run("SELECT count(*) FROM user_logins") == [[3]]
-    writer = connect(connection_params_from_url(writer_url, Settings.from_env()))
-    with pytest.raises(pg8000.native.DatabaseError) as denied:
-        writer.run("SELECT masked_ip FROM user_logins")
-    assert denied.value.args[0]["C"] == "42501"  # insufficient_privilege
-    writer.close()
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == (
+        "already there: user_logins, login_etl_processed_messages, user_logins_decoded,"
+        " login_etl_pii_audit"
+    )
+    by_operator = login_etl(users.operator, "db", "init", cwd=tmp_path)
+    assert by_operator.returncode == 1
+    assert len(by_operator.stderr.strip().splitlines()) == 1
+    assert "run `login-etl db init` as the database's owner" in by_operator.stderr
+
+
+def test_the_function_loads_through_its_role_and_cannot_read_back(
+    users: Users, queue: Provisioned, keys: KeyStore, tmp_path: Path
+) -> None:
+    assert load(queue, users, 3) == {"batchItemFailures": []}
+    with database(users.admin) as admin:
+        assert admin.run("SELECT count(*) FROM user_logins") == [[3]]
+        redelivered = admin.run("SELECT message_id FROM login_etl_processed_messages")
+    # A redelivery reads the ledger back (INSERT ... RETURNING needs its SELECT grant).
+    assert len(redelivered) == 3
+
+    assert refused(users.function, "SELECT masked_ip FROM user_logins") == "42501"
+    assert refused(users.function, "SELECT * FROM user_logins_decoded") == "42501"
+    assert refused(users.function, "DELETE FROM login_etl_processed_messages") == "42501"
+    unmask = login_etl(users.function, "unmask", "--where", "user_id=u0", cwd=tmp_path)
+    assert unmask.returncode == 1
+    assert unmask.stdout == ""
+    assert "permission denied for table user_logins" in unmask.stderr
+
+
+def test_the_function_skips_a_redelivered_message_through_its_role(
+    users: Users, queue: Provisioned, keys: KeyStore
+) -> None:
+    body = json.dumps(
+        {
+            "user_id": "u",
+            "app_version": "1.0",
+            "device_type": "ios",
+            "ip": IP,
+            "locale": "RU",
+            "device_id": DEVICE,
+        }
+    )
+    send_bodies(boto3.client("sqs"), queue.queue_url, [body])
+    event = receive_event(queue, 1)
+    with patched_environ({"DATABASE_URL": users.function}):
+        first = lambda_handler(event, LocalContext())
+        again = lambda_handler(event, LocalContext())  # the same messageId, delivered twice
+
+    assert first == again == {"batchItemFailures": []}
+    with database(users.admin) as admin:
+        assert admin.run("SELECT count(*) FROM user_logins") == [[1]]
+
+
+def test_an_operator_reports_and_unmasks_with_its_grants_and_no_more(
+    users: Users, queue: Provisioned, keys: KeyStore, tmp_path: Path
+) -> None:
+    load(queue, users, 2)
+    token = keys.keyring().current.mask(DEVICE)
+
+    report = login_etl(users.operator, "report", cwd=tmp_path)
+    by_filter = login_etl(
+        users.operator, "unmask", "--where", "user_id=u1", "--reason", "GDPR-1", cwd=tmp_path
+    )
+    given = login_etl(users.operator, "unmask", "-", cwd=tmp_path, stdin=token)
+
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[0].split() == ["rows", "2"]
+    assert by_filter.returncode == 0, by_filter.stderr
+    [row] = [json.loads(line) for line in by_filter.stdout.splitlines()]
+    assert (row["user_id"], row["ip"], row["device_id"]) == ("u1", IP, DEVICE)
+    assert given.returncode == 0, given.stderr
+    assert json.loads(given.stdout) == {"token": token, "value": DEVICE}
+    assert audit_log(users) == [["unmask", "table", 2, "GDPR-1"], ["unmask", "stdin", 1, None]]
+
+    # Lesser: an operator cannot read or change the audit trail, nor rewrite rows (rekey).
+    assert refused(users.operator, "SELECT * FROM login_etl_pii_audit") == "42501"
+    assert refused(users.operator, "DELETE FROM login_etl_pii_audit") == "42501"
+    assert refused(users.operator, "INSERT INTO user_logins (user_id) VALUES ('x')") == "42501"
+    rekey = login_etl(users.operator, "rekey", cwd=tmp_path)
+    assert rekey.returncode == 1
+    assert rekey.stderr.strip() == (
+        f"login-etl: Postgres at postgresql://alice:***@{urlsplit(users.operator).netloc.split('@')[1]}"
+        f"/{DATABASE} refused: permission denied for table user_logins (this database user lacks"
+        " a grant: see src/login_etl_tools/grants.sql)"
+    )
+
+
+def test_the_admin_rekeys_after_a_rotation(
+    users: Users, queue: Provisioned, keys: KeyStore, tmp_path: Path
+) -> None:
+    load(queue, users, 2)
+    old, new = keys.rotate()
+
+    rekey = login_etl(users.admin, "rekey", "--reason", "rotation", cwd=tmp_path)
+
+    assert rekey.returncode == 0, rekey.stderr
+    assert rekey.stdout.strip() == f"re-keyed 2 rows in 1 batches to key {new:08x}"
+    with database(users.admin) as admin:
+        assert admin.run("SELECT action, value_count, key_ids FROM login_etl_pii_audit") == [
+            ["rekey", 4, [f"{old:08x}"]]
+        ]
+
+
+def test_a_missing_audit_table_stops_an_operator_with_one_worded_line(
+    users: Users, keys: KeyStore, tmp_path: Path
+) -> None:
+    token = keys.keyring().current.mask(IP)
+    with database(users.admin) as admin:
+        admin.run("DROP TABLE login_etl_pii_audit")
+
+    stopped = login_etl(users.operator, "unmask", token, cwd=tmp_path)
+    recreated = login_etl(users.admin, "db", "init", cwd=tmp_path)
+    works = login_etl(users.operator, "unmask", token, cwd=tmp_path)
+
+    assert stopped.returncode == 1
+    assert stopped.stdout == ""
+    assert stopped.stderr == (
+        "login-etl: the audit table login_etl_pii_audit is missing and this database user"
+        " cannot change that (permission denied for schema public): nothing was unmasked."
+        " The admin runs `login-etl db init`\n"
+    )
+    assert recreated.stdout.splitlines()[0] == "created login_etl_pii_audit"
+    assert works.returncode == 0, works.stderr
+    assert json.loads(works.stdout)["value"] == IP
+
+
+def test_an_audit_table_of_an_earlier_version_is_completed_by_db_init(
+    users: Users, keys: KeyStore, tmp_path: Path
+) -> None:
+    token = keys.keyring().current.mask(IP)
+    with database(users.admin) as admin:
+        admin.run("DROP TABLE login_etl_pii_audit")
+        admin.run(LEGACY_AUDIT_TABLE)
+
+    stopped = login_etl(users.operator, "unmask", token, cwd=tmp_path)
+    completed = login_etl(users.admin, "db", "init", cwd=tmp_path)
+    works = login_etl(users.operator, "unmask", token, cwd=tmp_path)
+
+    assert stopped.returncode == 1
+    assert stopped.stdout == ""
+    assert "login_etl_pii_audit has no key_ids column and this database user" in stopped.stderr
+    assert completed.returncode == 0, completed.stderr
+    assert works.returncode == 0, works.stderr
+    assert audit_log(users) == [["unmask", "args", 1, None]]
+
+
+# The audit table as login-etl made it before key ids (and identity ids) were recorded.
+LEGACY_AUDIT_TABLE = """
+CREATE TABLE login_etl_pii_audit(
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT now(),
+  caller_arn text NOT NULL,
+  action varchar(16) NOT NULL,
+  source varchar(16) NOT NULL,
+  filter jsonb,
+  reason text,
+  value_count integer NOT NULL)
+"""

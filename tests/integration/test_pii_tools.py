@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pg8000.native
 import pytest
 
+from login_etl.adapters.postgres_store import connect
+from login_etl.config import Settings, connection_params_from_url
 from login_etl.domain.masking import DeterministicMasker, token_key_id, token_prefix
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
 from login_etl_tools import cli
+from login_etl_tools.audit import AUDIT_TABLE, ensure_audit_table
 from login_etl_tools.event_source_mapping import LocalContext
 from login_etl_tools.keys import KeyStore
 from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.rekey import RekeyProgress, count_stale, rekey
+from login_etl_tools.rekey import RekeyProgress, count_stale, rekey, stale_summary
 from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import patched_environ
+from login_etl_tools.stack import LocalStack, patched_environ
 from tests.sqs_helpers import receive_event
 
 DEVICE, IP = "593-47-5928", "199.172.111.135"
@@ -68,6 +76,33 @@ def load(queue: Provisioned, bodies: list[str]) -> dict[str, Any]:
     return response
 
 
+AuditRows = Callable[[], list[list[Any]]]
+
+
+@pytest.fixture
+def audit_rows(stack: LocalStack) -> Iterator[AuditRows]:
+    """The audit table emptied (dropped) first; then what it holds, read by another session."""
+    conn = database_connection(stack.database_url)
+    conn.run(f"DROP TABLE IF EXISTS {AUDIT_TABLE}")
+
+    def rows() -> list[list[Any]]:
+        if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=AUDIT_TABLE)[0][0]:
+            return []
+        rows: list[list[Any]] = conn.run(
+            "SELECT caller_arn, action, source, filter, reason, value_count, key_ids"
+            f" FROM {AUDIT_TABLE} ORDER BY id"
+        )
+        return rows
+
+    yield rows
+    conn.run("DROP ROLE IF EXISTS pii_reader")  # owns nothing; reader_without_audit_grant's
+    conn.close()
+
+
+def database_connection(url: str) -> pg8000.native.Connection:
+    return connect(connection_params_from_url(url, Settings.from_env()))
+
+
 def run_cli(*args: str, stdin: str = "") -> tuple[int, list[dict[str, Any]], str]:
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
@@ -103,7 +138,7 @@ def test_rotation_reaches_the_function_and_rekey_closes_the_window(
     devices = db.run("SELECT DISTINCT masked_device_id FROM user_logins")
     assert sorted(token_key_id(d[0]) for d in devices) == sorted([old, new])
     ring = keys.keyring()
-    assert count_stale(db, ring) == 5
+    assert stale_summary(db, ring) == (5, (old,))  # what rekey's audit record says
 
     progress = rekey(db, ring, batch_size=2)
 
@@ -139,7 +174,9 @@ def test_an_interrupted_rekey_resumes_where_it_stopped(
     assert ips == sorted(f"10.0.0.{i}" for i in range(7))
 
 
-def test_unmask_tokens_reports_each_failure_and_audits_to_the_log(keys: KeyStore) -> None:
+def test_unmask_tokens_reports_each_failure_and_audits_to_the_table(
+    keys: KeyStore, audit_rows: AuditRows
+) -> None:
     keys.init()
     ring = keys.keyring()
     stranger = DeterministicMasker(bytes(32))
@@ -151,15 +188,15 @@ def test_unmask_tokens_reports_each_failure_and_audits_to_the_log(keys: KeyStore
     assert [line.get("value") for line in lines] == [IP, None, None, DEVICE]
     assert lines[1]["error"] == "not a Fernet token"
     assert "not in the keyring" in lines[2]["error"]
-    audit = json.loads(err.splitlines()[0])
-    assert audit["caller_arn"].startswith("arn:aws:")
-    assert (audit["action"], audit["source"], audit["value_count"]) == ("unmask", "args", 4)
-    assert audit["reason"] == "TICKET-1"
+    [(arn, action, source, filters, reason, count, key_ids)] = audit_rows()
+    assert arn.startswith("arn:aws:")
+    assert (action, source, filters, reason, count) == ("unmask", "args", None, "TICKET-1", 4)
+    assert key_ids == sorted([f"{ring.current.key_id:08x}", f"{stranger.key_id:08x}"])
     assert IP not in err
     assert DEVICE not in err
 
 
-def test_unmask_from_stdin(keys: KeyStore) -> None:
+def test_unmask_from_stdin(keys: KeyStore, audit_rows: AuditRows) -> None:
     keys.init()
     token = keys.keyring().current.mask(DEVICE)
 
@@ -167,10 +204,107 @@ def test_unmask_from_stdin(keys: KeyStore) -> None:
 
     assert code == 0
     assert lines == [{"token": token, "value": DEVICE}] * 2
+    assert [row[2:6] for row in audit_rows()] == [["stdin", None, None, 2]]
+
+
+def unmask_process(
+    tmp_path: Path, database_url: str | None, tokens: list[str]
+) -> subprocess.Popen[str]:
+    """``login-etl unmask - < tokens`` as an operator runs it: its own process, output piped."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    (tmp_path / "tokens").write_text("\n".join(tokens))
+    with (tmp_path / "tokens").open() as stdin:
+        return subprocess.Popen(
+            [sys.executable, "-m", "login_etl_tools.cli", "unmask", "-", "--reason", "INC-42"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,  # no .local-stack here: the command uses the environment only
+        )
+
+
+def test_unmask_from_stdin_commits_its_audit_row_before_printing_a_value(
+    keys: KeyStore, audit_rows: AuditRows, tmp_path: Path
+) -> None:
+    keys.init()
+    key_id = keys.keyring().current.key_id
+    ips = [f"10.{i // 250}.{i % 250}.1" for i in range(3000)]
+    ring = keys.keyring()
+    tokens = [ring.current.mask(ip) for ip in ips]
+    process = unmask_process(tmp_path, os.environ["DATABASE_URL"], tokens)
+    assert process.stdout is not None
+    assert process.stderr is not None
+
+    # The output (~300 KB) is far larger than a pipe holds, so the command is still printing,
+    # blocked on this pipe, when its first line arrives: whatever it records, it must have
+    # committed before that, where another connection can see it.
+    line = process.stdout.readline()
+    assert line, process.communicate(timeout=120)[1]
+    first = json.loads(line)
+    recorded = audit_rows()
+    rest = process.stdout.read()  # not communicate(): it would skip what readline buffered
+    err = process.stderr.read()
+    process.wait(timeout=120)
+
+    assert first == {"token": tokens[0], "value": ips[0]}
+    assert len(recorded) == 1
+    arn, action, source, filters, reason, count, key_ids = recorded[0]
+    assert arn.startswith("arn:aws:")
+    assert (action, source, filters, reason, count, key_ids) == (
+        "unmask",
+        "stdin",
+        None,
+        "INC-42",
+        3000,
+        [f"{key_id:08x}"],
+    )
+    assert process.returncode == 0, err
+    assert [json.loads(line)["value"] for line in rest.splitlines()] == ips[1:]
+
+
+@pytest.mark.parametrize("database", ["unset", "unreachable", "no INSERT on the audit table"])
+def test_unmask_of_given_tokens_shows_nothing_without_an_audit_record(
+    keys: KeyStore, audit_rows: AuditRows, tmp_path: Path, database: str
+) -> None:
+    keys.init()
+    tokens = [keys.keyring().current.mask(IP), keys.keyring().current.mask(DEVICE)]
+    url: str | None = None
+    if database == "unreachable":
+        url = "postgresql://postgres:secret@127.0.0.1:1/postgres"
+    elif database == "no INSERT on the audit table":
+        url = reader_without_audit_grant()
+
+    process = unmask_process(tmp_path, url, tokens)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 1
+    assert out == ""
+    assert err.startswith("login-etl: ")
+    assert len(err.strip().splitlines()) == 1
+    assert IP not in err
+    assert DEVICE not in err
+    assert audit_rows() == []
+    if database == "no INSERT on the audit table":
+        assert "permission denied for table login_etl_pii_audit): nothing was unmasked" in err
+
+
+def reader_without_audit_grant() -> str:
+    """A database user that can read user_logins but not write the audit table."""
+    admin = database_connection(os.environ["DATABASE_URL"])
+    admin.run("DROP ROLE IF EXISTS pii_reader")
+    admin.run("CREATE ROLE pii_reader LOGIN PASSWORD 'reader-password'")
+    ensure_audit_table(admin)  # the table is there; this user may not insert into it
+    admin.close()
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return f"postgresql://pii_reader:reader-password@{parts.hostname}:{parts.port}{parts.path}"
 
 
 def test_unmask_rows_by_filter_writes_an_audit_row_first(
-    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
+    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore, audit_rows: AuditRows
 ) -> None:
     keys.init()
     load(queue, [login("alice", ip="10.1.1.1"), login("bob", ip="10.2.2.2")])
@@ -181,17 +315,14 @@ def test_unmask_rows_by_filter_writes_an_audit_row_first(
     assert [(line["user_id"], line["ip"], line["device_id"]) for line in lines] == [
         ("bob", "10.2.2.2", DEVICE)
     ]
-    audit = db.run(
-        "SELECT caller_arn, action, source, filter, reason, value_count FROM login_etl_pii_audit"
-    )
-    assert len(audit) == 1
-    arn, action, source, filters, reason, count = audit[0]
-    assert (action, source, filters, reason, count) == (
+    [(arn, action, source, filters, reason, count, key_ids)] = audit_rows()
+    assert (action, source, filters, reason, count, key_ids) == (
         "unmask",
         "table",
         {"user_id": "bob"},
         "GDPR-7",
         2,
+        [f"{keys.keyring().current.key_id:08x}"],
     )
     assert arn.startswith("arn:aws:")
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from login_etl.domain.keyring import Keyring, UnmaskError, UnmaskFailure
 from login_etl.domain.masking import DeterministicMasker, token_prefix
+from login_etl_tools.audit import key_ids_of
 from login_etl_tools.unmask import parse_filters, unmask_all
 
 texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60)
@@ -99,3 +100,10 @@ def test_filters_name_plain_columns_only() -> None:
     for bad in ["masked_ip=x", "user_id", "1=1; DROP TABLE user_logins", "nope=1"]:
         with pytest.raises(ValueError, match="column=value"):
             parse_filters([bad])
+
+
+def test_the_audit_names_the_keys_the_tokens_name_without_decrypting() -> None:
+    tokens = [NEW.mask("a"), OLD.mask("b"), "garbage", "é", None, STRANGER.mask("c"), NEW.mask("d")]
+
+    assert key_ids_of(tokens) == tuple(sorted([OLD.key_id, NEW.key_id, STRANGER.key_id]))
+    assert key_ids_of([]) == ()

@@ -50,13 +50,16 @@ def queue_urls() -> tuple[str, str]:
     return queue, dlq
 
 
-def database() -> pg8000.native.Connection:
-    """A connection to DATABASE_URL (use it in a ``with``: it closes on the way out)."""
+def database(why: str = "") -> pg8000.native.Connection:
+    """A connection to DATABASE_URL (use it in a ``with``: it closes on the way out).
+
+    ``why``: said when DATABASE_URL is missing, for commands one would not expect to need it.
+    """
     url = os.environ.get("DATABASE_URL")
     if not url:
         raise UserError(
-            "set DATABASE_URL (postgresql://user:password@host:5432/database)"
-            " or run `login-etl stack up`"
+            f"{why + ': ' if why else ''}set DATABASE_URL"
+            " (postgresql://user:password@host:5432/database) or run `login-etl stack up`"
         )
     # Only the connection settings matter here; the data key's are not needed to connect.
     settings = Settings.from_env({**os.environ, "DATA_KEY_PARAMETER": DATA_KEY_PARAMETER})

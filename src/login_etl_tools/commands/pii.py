@@ -11,12 +11,18 @@ from typing import Any
 import boto3
 
 from login_etl.config import DEFAULT_KEYRING_PATH
-from login_etl_tools.audit import AuditRecord, caller_arn, write_audit
+from login_etl_tools.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
 from login_etl_tools.commands.common import UserError, database, end_progress, show_progress
 from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
 from login_etl_tools.provisioning import DATA_KEY_PARAMETER
-from login_etl_tools.rekey import count_stale, rekey
-from login_etl_tools.unmask import parse_filters, select_rows, unmask_all, unmask_rows
+from login_etl_tools.rekey import rekey, stale_summary
+from login_etl_tools.unmask import (
+    MASKED_COLUMNS,
+    parse_filters,
+    select_rows,
+    unmask_all,
+    unmask_rows,
+)
 
 
 def register(commands: Any) -> None:
@@ -84,20 +90,27 @@ def _unmask(args: argparse.Namespace) -> int:
         raise UserError("give tokens or --where filters, not both")
     if not args.tokens and not args.where:
         raise UserError("give tokens, '-' to read them from stdin, or --where column=value")
-    keyring = _key_store().keyring()
-    identity = caller_arn(boto3.client("sts"))
-    if args.where:
-        filters = _filters(args.where)
-        with database() as conn:
+    filters = _filters(args.where) if args.where else None
+    # Fail closed: no database, no audit record, nothing unmasked (whatever the source).
+    with database(f"unmask records every call in {AUDIT_TABLE} first") as conn:
+        keyring = _key_store().keyring()
+        identity = caller_arn(boto3.client("sts"))
+        if filters is not None:
             rows = select_rows(conn, filters, args.limit)
-            audit = AuditRecord(identity, "unmask", "table", 2 * len(rows), args.reason, filters)
-            write_audit(audit, conn)
+            tokens = [row[column] for row in rows for column in MASKED_COLUMNS]
+            source = "table"
+        else:
+            source = "stdin" if args.tokens == ["-"] else "args"
+            tokens = sys.stdin.read().split() if source == "stdin" else args.tokens
+        count = sum(token is not None for token in tokens)
+        record = AuditRecord(
+            identity, "unmask", source, count, args.reason, filters, key_ids_of(tokens)
+        )
+        write_audit(record, conn)  # committed: only now is anything decrypted
+    if filters is not None:
         lines = unmask_rows(keyring, rows)
         failed = sum(1 for line in lines if "errors" in line)
     else:
-        source = "stdin" if args.tokens == ["-"] else "args"
-        tokens = sys.stdin.read().split() if source == "stdin" else args.tokens
-        write_audit(AuditRecord(identity, "unmask", source, len(tokens), args.reason), None)
         results = unmask_all(keyring, tokens)
         lines = [result.as_json() for result in results]
         failed = sum(1 for result in results if result.error is not None)
@@ -112,8 +125,9 @@ def _rekey(args: argparse.Namespace) -> int:
     keyring = _key_store().keyring()
     identity = caller_arn(boto3.client("sts"))
     with database() as conn:
-        stale = count_stale(conn, keyring)
-        write_audit(AuditRecord(identity, "rekey", "table", 2 * stale, args.reason), conn)
+        stale, key_ids = stale_summary(conn, keyring)
+        record = AuditRecord(identity, "rekey", "table", 2 * stale, args.reason, None, key_ids)
+        write_audit(record, conn)
         progress = rekey(
             conn,
             keyring,
