@@ -2,8 +2,9 @@
 
 Logs (at DEBUG, with ``POWERTOOLS_LOGGER_LOG_EVENT=true`` trying to make the logger print the
 event), EMF metrics, the responses of both triggers, and the exceptions of failed invocations
-(Postgres unreachable, a data key KMS refuses) are captured; no raw ``ip`` or ``device_id`` of
-the input and no form of the data key may appear in any of it.
+(Postgres unreachable, a DATABASE_URL that does not parse, a data key KMS refuses) are
+captured; no raw ``ip`` or ``device_id`` of the input, no form of the data key and no piece of
+the URL's password may appear in any of it.
 
 The second test turns on DEBUG for every library, as Lambda's advanced logging controls do
 (``ApplicationLogLevel: DEBUG`` sets the root logger), and reads every record of every logger
@@ -125,6 +126,8 @@ def test_nothing_the_function_emits_carries_pii_or_key_material(
     event = receive_event(queue, 20)
     for broken in (
         {"DATABASE_URL": "postgresql://login:secret@127.0.0.1:1/nowhere"},
+        # An unencoded '/': urlsplit's ValueError quoted "Sup3rS3cret" as the port.
+        {"DATABASE_URL": "postgresql://login:Sup3rS3cret/x@127.0.0.1:1/nowhere"},
         {"DATA_KEY_CIPHERTEXT": base64.b64encode(b"\x01" * 184).decode()},
     ):
         reset_runtime()
@@ -139,6 +142,7 @@ def test_nothing_the_function_emits_carries_pii_or_key_material(
     assert '"detail":' in logs
     assert '"_aws"' in everything  # and its EMF metrics
     assert "Traceback" in everything  # and the failures
+    assert "Sup3r" not in everything
     leaked = sorted(v for v in pii_values(inputs) if v in everything)
     assert leaked == []
     assert [form for form in key_forms(queue) if form in everything] == []
