@@ -8,9 +8,11 @@ code talks to AWS, LocalStack or moto.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from urllib.parse import unquote
 
 from login_etl.adapters.postgres_connection import ConnectionParams
 
@@ -30,7 +32,7 @@ class ConfigurationError(RuntimeError):
 class Settings:
     """Everything the function reads from its environment."""
 
-    database_url: str | None
+    database_url: str | None = field(repr=False)  # it holds the password
     database_secret_arn: str | None
     db_sslmode: str
     db_connect_timeout_s: float
@@ -83,21 +85,109 @@ class Settings:
 
 def connection_params_from_url(url: str, settings: Settings) -> ConnectionParams:
     """``postgresql://user:password@host:port/database`` -> connection parameters."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
-        raise ConfigurationError(
-            "DATABASE_URL must look like postgresql://user:password@host:5432/database"
-        )
+    parts = parse_database_url(url)
     return ConnectionParams(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        database=unquote(parts.path.lstrip("/")) or "postgres",
+        host=parts.host,
+        port=parts.port,
+        user=parts.user,
+        password=parts.password,
+        database=parts.database,
         sslmode=settings.db_sslmode,
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
+
+
+class DatabaseUrl(NamedTuple):
+    """The parts of a ``DATABASE_URL``, percent-decoded."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+
+# What a DATABASE_URL parse can say, all of it. Fixed texts: nothing of the URL is ever put in
+# an error (urlsplit's own errors quote the "port" a stray '/' cuts out of a password).
+URL_SHAPE = "DATABASE_URL must look like postgresql://user:password@host:5432/database"
+URL_RESERVED = (
+    "DATABASE_URL has a '/', '?' or '#' in its user name or password (or an '@' after the"
+    " host): percent-encode the user name and password ('/' is %2F, '?' %3F, '#' %23; in"
+    " Python: urllib.parse.quote(password, safe=''))"
+)
+URL_ESCAPE = (
+    "DATABASE_URL has a '%' that is not followed by two hex digits, or escapes that are not"
+    " UTF-8: percent-encode the user name, password and database ('%' itself is %25)"
+)
+URL_HOST = (
+    "DATABASE_URL has no usable host: a name, an IPv4 address or an IPv6 address in brackets"
+    " ([::1]) after the '@'"
+)
+URL_PORT = "DATABASE_URL's port must be a number from 1 to 65535"
+URL_ERRORS = (URL_SHAPE, URL_RESERVED, URL_ESCAPE, URL_HOST, URL_PORT)
+
+_SCHEMES = ("postgresql://", "postgres://")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def parse_database_url(url: str) -> DatabaseUrl:
+    """Split a ``DATABASE_URL`` without ever echoing it: errors are ``URL_ERRORS`` texts.
+
+    Written out rather than ``urllib.parse.urlsplit``, whose errors quote pieces of the URL and
+    which, given an unencoded '/', '?' or '#' in a password, silently returns a wrong host and
+    port made of the user name and the start of the password. Here the authority ends at the
+    first '/', '?' or '#' as in RFC 3986, and the user information at its last '@' (so an
+    unencoded '@', '[' or ']' in a password is still read right); an '@' after the authority
+    means a password was cut in two, which is refused. Percent-escapes must be well formed.
+    Every error is raised ``from None``: no chained exception can carry a piece of the URL.
+    """
+    scheme = next((prefix for prefix in _SCHEMES if url.startswith(prefix)), None)
+    if scheme is None:
+        raise ConfigurationError(URL_SHAPE) from None
+    rest = url[len(scheme) :]
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in tail:
+        raise ConfigurationError(URL_RESERVED) from None
+    userinfo, _, hostport = authority.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    host, port = _host_and_port(hostport)
+    path = tail.split("?", 1)[0].split("#", 1)[0].lstrip("/")
+    return DatabaseUrl(
+        host=host,
+        port=port,
+        user=_decode(user) or "postgres",
+        password=_decode(password),
+        database=_decode(path) or "postgres",
+    )
+
+
+def _host_and_port(hostport: str) -> tuple[str, int]:
+    if hostport.startswith("["):  # an IPv6 literal, optionally followed by :port
+        host, bracket, port = hostport[1:].partition("]")
+        if not bracket or not host or (port and not port.startswith(":")):
+            raise ConfigurationError(URL_HOST) from None
+        port = port[1:]
+    else:
+        host, _, port = hostport.partition(":")
+        if not host or any(c in host for c in "[]:"):
+            raise ConfigurationError(URL_HOST) from None
+    if not port:
+        return host.lower(), 5432
+    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise ConfigurationError(URL_PORT) from None
+    return host.lower(), int(port)
+
+
+def _decode(text: str) -> str:
+    if _BAD_ESCAPE.search(text):
+        raise ConfigurationError(URL_ESCAPE) from None
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:  # its text quotes the bytes
+        raise ConfigurationError(URL_ESCAPE) from None
 
 
 def connection_params_from_secret(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pg8000.exceptions
 
+from login_etl.config import ConfigurationError
 from login_etl_tools.audit import AuditError
 from login_etl_tools.commands import db, pii, queue, report, run, stack
 from login_etl_tools.commands.common import UserError, redact, target_stack
@@ -55,7 +56,7 @@ POSTGRES_LOGIN_ERRORS = {
 
 def explain(error: Exception) -> str:
     """One line: what is wrong and what to do."""
-    if isinstance(error, UserError | LookupError | AuditError):
+    if isinstance(error, UserError | LookupError | AuditError | ConfigurationError):
         return str(error).strip("'\"")
     return (
         _explain_aws(error)
@@ -79,7 +80,8 @@ def _explain_aws(error: Exception) -> str | None:
 
 
 def _explain_postgres(error: Exception) -> str | None:
-    database = redact(os.environ.get("DATABASE_URL", "(DATABASE_URL unset)"))
+    url = os.environ.get("DATABASE_URL")
+    database = redact(url) if url else "(DATABASE_URL unset)"
     if isinstance(error, pg8000.exceptions.InterfaceError | OSError):
         return f"cannot reach Postgres at {database}: is it running? (check DATABASE_URL)"
     if isinstance(error, pg8000.exceptions.DatabaseError):

@@ -98,7 +98,8 @@ def local_artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 
 INVOKE_EVERY_EVENT = """
-import json, sys, uuid
+import json, logging, sys, uuid
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)  # as ApplicationLogLevel: DEBUG
 import login_etl.handler as h
 class Context:
     function_name = "login-etl"; function_version = "$LATEST"; memory_limit_in_mb = 512
@@ -146,3 +147,7 @@ def test_the_artifact_alone_answers_every_event(
     assert len(responses["sqs-fifo-batch.json"]["batchItemFailures"]) == 2
     assert responses["scheduled.json"]["written"] == 10
     assert db.run("SELECT count(*) FROM user_logins") == [[4 + 3 + 10]]
+    # botocore logged at DEBUG (the drain's ReceiveMessage included), without the bodies.
+    raw = {json.loads(body)[field] for body in bodies for field in ("ip", "device_id")}
+    assert sorted(value for value in raw if value in result.stderr) == []
+    assert "botocore.parsers:Response body:\n<" in result.stderr

@@ -12,6 +12,7 @@ import boto3
 import pg8000.native
 import pytest
 
+from login_etl import config
 from login_etl.handler import lambda_handler
 from login_etl_tools import cli
 from login_etl_tools.event_source_mapping import run_event_source_mapping
@@ -20,7 +21,7 @@ from login_etl_tools.redrive import redrive
 from login_etl_tools.report import build_report
 from login_etl_tools.sample_data import generate_labelled
 from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import patched_environ
+from login_etl_tools.stack import LocalStack, patched_environ
 from tests.cli_helpers import login_etl
 
 
@@ -180,3 +181,33 @@ def test_usual_mistakes_are_one_line_and_exit_1(
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
     assert "secret" not in err
+
+
+# Unencoded '/', '#' and '?': urlsplit took "Zq9vK" for the port and said so in its ValueError.
+UNENCODED_PASSWORD = "Zq9vK/Wx7#Hm4?Tp"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report"],
+        ["unmask", "--where", "user_id=x", "--reason", "test"],
+        ["rekey", "--reason", "test"],
+        ["--debug", "report"],
+    ],
+)
+def test_a_database_url_that_does_not_parse_is_explained_never_echoed(
+    stack: LocalStack, tmp_path: Path, argv: list[str]
+) -> None:
+    url = f"postgresql://postgres:{UNENCODED_PASSWORD}@127.0.0.1:5432/postgres"
+    result = login_etl(*argv, cwd=tmp_path, env={**stack.environment(), "DATABASE_URL": url})
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    fragments = {UNENCODED_PASSWORD[i : i + 4] for i in range(len(UNENCODED_PASSWORD) - 3)}
+    assert sorted(f for f in fragments if f in output) == []
+    if argv[0] != "--debug":
+        assert result.stderr == f"login-etl: {config.URL_RESERVED}\n"
+    else:  # the traceback: this error only, nothing chained
+        assert "During handling of the above exception" not in result.stderr
+        assert "The above exception was the direct cause" not in result.stderr

@@ -1,4 +1,8 @@
-"""boto3 clients with botocore's standard retry mode and bounded timeouts, made once."""
+"""boto3 clients with botocore's standard retry mode and bounded timeouts, made once.
+
+Importing this module also makes botocore's DEBUG logging payload-free (``log_redaction``): every
+AWS call of the function goes through a client made here, so no client exists before the filters.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from login_etl.adapters import log_redaction
+
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
+
+log_redaction.install()
 
 # Standard mode retries throttling and transient errors with jittered backoff; bounded
 # timeouts keep a hung dependency from eating the whole Lambda timeout.

@@ -6,11 +6,17 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import pg8000.native
 
 from login_etl.adapters.postgres_connection import connect
-from login_etl.config import Settings, connection_params_from_url
+from login_etl.config import (
+    ConfigurationError,
+    Settings,
+    connection_params_from_url,
+    parse_database_url,
+)
 from login_etl_tools.provisioning import DATA_KEY_PARAMETER
 from login_etl_tools.stack import patched_environ
 from login_etl_tools.stack_state import read_state
@@ -81,7 +87,16 @@ def end_progress() -> None:
 
 
 def redact(url: str) -> str:
-    """A database URL without its password."""
-    scheme, _, rest = url.partition("://")
-    credentials, _, host = rest.rpartition("@")
-    return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if credentials else url
+    """A database URL without its password, rebuilt from its parts; nothing if it does not parse.
+
+    Rebuilt rather than cut out of the text: a password with an unencoded '/', '?' or '#' would
+    otherwise leave its tail in what is shown.
+    """
+    try:
+        parts = parse_database_url(url)
+    except ConfigurationError:
+        return "DATABASE_URL (not shown: it does not parse)"
+    host = f"[{parts.host}]" if ":" in parts.host else parts.host
+    user = quote(parts.user, safe="")
+    credentials = f"{user}:***" if parts.password else user
+    return f"postgresql://{credentials}@{host}:{parts.port}/{quote(parts.database, safe='')}"
