@@ -210,6 +210,21 @@ def test_the_function_loads_through_its_role_and_cannot_read_back(
     assert "permission denied for table user_logins" in unmask.stderr
 
 
+def test_the_function_isolates_a_refused_row_through_its_role(
+    users: Users, queue: Provisioned, keys: KeyStore
+) -> None:
+    """The isolation of refused rows (a PL/pgSQL block, transaction-local settings) needs no
+    grant beyond the function role's: the DBA's own CHECK refuses one row of three."""
+    with database(users.admin) as admin:
+        admin.run("ALTER TABLE user_logins ADD CONSTRAINT not_u1 CHECK (user_id <> 'u1')")
+
+    response = load(queue, users, 3)
+
+    assert len(response["batchItemFailures"]) == 1
+    with database(users.admin) as admin:
+        assert admin.run("SELECT user_id FROM user_logins ORDER BY 1") == [["u0"], ["u2"]]
+
+
 def test_the_function_skips_a_redelivered_message_through_its_role(
     users: Users, queue: Provisioned, keys: KeyStore
 ) -> None:
