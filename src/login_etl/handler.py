@@ -14,7 +14,8 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE, QueueMessage
+from login_etl.domain.models import QueueMessage
+from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
 from login_etl.domain.validation import key_names
 from login_etl.drain import drain
 from login_etl.observability import logger, metrics, report, report_drain
@@ -67,17 +68,20 @@ def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
 def to_queue_message(record: Mapping[str, Any]) -> QueueMessage:
     """The fields of an SQS record (as Lambda delivers it) that the pipeline uses."""
     attributes = record.get("attributes") or {}
-    original = (record.get("messageAttributes") or {}).get(ORIGINAL_ID_ATTRIBUTE)
+    claim = (record.get("messageAttributes") or {}).get(CLAIM_ATTRIBUTE)
     return QueueMessage(
         message_id=record["messageId"],
         body=record["body"],
         sent_timestamp_ms=attributes.get("SentTimestamp"),
         group_id=attributes.get("MessageGroupId"),
-        original_message_id=original.get("stringValue") if original else None,
+        # A claim without a string value (a Binary attribute) is malformed, not absent.
+        redrive_claim=(claim.get("stringValue") or "") if claim is not None else None,
     )
 
 
 def _process(messages: Sequence[QueueMessage], runtime: Runtime) -> BatchOutcome:
-    outcome = process_batch(messages, runtime.key.mask(), runtime.store, datetime.now(UTC).date())
+    key = runtime.key.current()
+    today = datetime.now(UTC).date()
+    outcome = process_batch(messages, key.mask, key.verify_claim, runtime.store, today)
     report(outcome)
     return outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 
@@ -26,6 +27,15 @@ from login_etl.config import (
     connection_params_from_url,
 )
 from login_etl.domain.masking import DeterministicMasker
+from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier, VerifyClaim
+
+
+class LoadedKey(NamedTuple):
+    """What the pipeline gets from one data key: its mask function and its claim verifier."""
+
+    key_id: int
+    mask: Callable[[str], str]
+    verify_claim: VerifyClaim
 
 
 class CurrentKey:
@@ -34,7 +44,9 @@ class CurrentKey:
     The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS`` (Powertools'
     parameter cache), so a rotation reaches warm containers within that time; KMS is called
     only when the ciphertext changed. The mask function is cached per key (repeated devices
-    and IPs cost one encryption per container).
+    and IPs cost one encryption per container). Redrive claims are verified with the same
+    key: a claim signed with a key the function does not hold yet fails, and passes once the
+    rotation reaches the container.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -42,16 +54,24 @@ class CurrentKey:
         # Made on first read: not needed with DATA_KEY_CIPHERTEXT, and a first SSM client
         # costs 83 ms and 13 MB of the cold start (measured).
         self._provider: SSMProvider | None = None
-        self._loaded: tuple[str, Callable[[str], str]] | None = None
+        self._loaded: tuple[str, LoadedKey] | None = None
 
-    def mask(self) -> Callable[[str], str]:
-        """The mask function of the current key; decrypts a new key with KMS if it changed."""
+    def current(self) -> LoadedKey:
+        """The current key's functions; decrypts a new key with KMS if it changed."""
         ciphertext = self._read_ciphertext()
         if self._loaded is None or self._loaded[0] != ciphertext:
-            key = KmsDataKeySource(aws.kms(), ciphertext, KMS_ENCRYPTION_CONTEXT).data_key()
-            mask = DeterministicMasker(key).mask
-            self._loaded = (ciphertext, lru_cache(maxsize=self._settings.mask_cache_size)(mask))
+            self._loaded = (ciphertext, self._load(ciphertext))
         return self._loaded[1]
+
+    def mask(self) -> Callable[[str], str]:
+        """The mask function of the current key."""
+        return self.current().mask
+
+    def _load(self, ciphertext: str) -> LoadedKey:
+        key = KmsDataKeySource(aws.kms(), ciphertext, KMS_ENCRYPTION_CONTEXT).data_key()
+        masker = DeterministicMasker(key)
+        mask = lru_cache(maxsize=self._settings.mask_cache_size)(masker.mask)
+        return LoadedKey(masker.key_id, mask, ClaimVerifier([ClaimKey(key)]))
 
     def _read_ciphertext(self) -> str:
         settings = self._settings

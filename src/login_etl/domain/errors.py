@@ -21,6 +21,8 @@ class Reason(StrEnum):
     INVALID_SENT_TIMESTAMP = "invalid_sent_timestamp"
     REJECTED_BY_DATABASE = "rejected_by_database"
     EARLIER_IN_GROUP_FAILED = "earlier_in_group_failed"
+    # The redrive attribute is present but does not verify: never deduplicated on, never ignored.
+    INVALID_REDRIVE_CLAIM = "invalid_redrive_claim"
 
 
 class InvalidMessageError(ValueError):

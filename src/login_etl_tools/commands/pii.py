@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 import boto3
 
-from login_etl.config import DEFAULT_KEYRING_PATH
 from login_etl_tools.audit import AuditRecord, caller_arn, write_audit
-from login_etl_tools.commands.common import UserError, database, end_progress, show_progress
-from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
-from login_etl_tools.provisioning import DATA_KEY_PARAMETER
+from login_etl_tools.commands.common import (
+    UserError,
+    database,
+    end_progress,
+    key_store,
+    show_progress,
+)
+from login_etl_tools.keys import DEFAULT_KMS_KEY
 from login_etl_tools.rekey import count_stale, rekey
 from login_etl_tools.unmask import parse_filters, select_rows, unmask_all, unmask_rows
 
@@ -54,18 +57,8 @@ def register(commands: Any) -> None:
     rekey_.set_defaults(command=_rekey)
 
 
-def _key_store(kms_key: str = DEFAULT_KMS_KEY) -> KeyStore:
-    return KeyStore(
-        boto3.client("ssm"),
-        boto3.client("kms"),
-        current_parameter=os.environ.get("DATA_KEY_PARAMETER") or DATA_KEY_PARAMETER,
-        keyring_path=os.environ.get("DATA_KEYRING_PATH") or DEFAULT_KEYRING_PATH,
-        kms_key=kms_key,
-    )
-
-
 def _keys(args: argparse.Namespace) -> int:
-    store = _key_store(args.kms_key)
+    store = key_store(args.kms_key)
     if args.action == "init":
         key_id, created = store.init()
         print(f"{'created' if created else 'already there:'} data key {key_id:08x} (current)")
@@ -84,7 +77,7 @@ def _unmask(args: argparse.Namespace) -> int:
         raise UserError("give tokens or --where filters, not both")
     if not args.tokens and not args.where:
         raise UserError("give tokens, '-' to read them from stdin, or --where column=value")
-    keyring = _key_store().keyring()
+    keyring = key_store().keyring()
     identity = caller_arn(boto3.client("sts"))
     if args.where:
         filters = _filters(args.where)
@@ -109,7 +102,7 @@ def _unmask(args: argparse.Namespace) -> int:
 
 
 def _rekey(args: argparse.Namespace) -> int:
-    keyring = _key_store().keyring()
+    keyring = key_store().keyring()
     identity = caller_arn(boto3.client("sts"))
     with database() as conn:
         stale = count_stale(conn, keyring)
