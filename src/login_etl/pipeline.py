@@ -116,10 +116,13 @@ def process_batch(
 def _idempotency_key(message: QueueMessage, verify_claim: VerifyClaim) -> str:
     """What the ledger records: the message id, or the id a verified redrive claim names.
 
-    An attribute that does not verify fails the message (retried, then dead-lettered, and
-    logged with its reason): skipping it would let any producer suppress logins by naming
-    other messages' ids, and ignoring it would let a genuine copy be written twice.
+    ``InvalidMessageError`` for an odd record (its ``defect``) or a claim that does not verify.
+    Such a claim fails the message (logged, retried, then dead-lettered): skipping the message
+    would let any producer suppress logins by naming other messages' ids, and ignoring the
+    claim would let a genuine copy be written twice.
     """
+    if message.defect is not None:
+        raise message.defect  # the record itself is odd: it fails before anything else
     if message.redrive_claim is None:
         return message.message_id
     return verify_claim(message.redrive_claim, message.body)

@@ -17,10 +17,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
+from login_etl.adapters.sqs_records import to_queue_message
 from login_etl.domain.models import QueueMessage
 from login_etl.domain.transform import create_date
 from login_etl.domain.validation import parse_login
-from login_etl.handler import to_queue_message
 from login_etl.pipeline import process_batch
 from tests.unit.test_pipeline import BAD, GOOD, VERIFY, MemoryStore
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
+from login_etl.domain.errors import InvalidMessageError
+
 
 class QueueMessage(NamedTuple):
     """One SQS message, whichever trigger delivered it (event source mapping or drain)."""
@@ -19,6 +21,8 @@ class QueueMessage(NamedTuple):
     # The raw ``login_etl_original_message_id`` attribute (``domain/redrive_claim``): a claim,
     # set by `login-etl dlq redrive` or by anyone else; the pipeline verifies it.
     redrive_claim: str | None = None
+    # Why the record itself is unusable (a null body, a numeric SentTimestamp...): it fails.
+    defect: InvalidMessageError | None = None
 
 
 class LoginEvent(NamedTuple):
