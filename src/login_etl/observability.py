@@ -84,3 +84,14 @@ def report_drain(summary: DrainSummary) -> None:
     metrics.add_metric(
         name="DeleteFailures", unit=MetricUnit.Count, value=len(summary.delete_failures)
     )
+
+
+def report_key_refresh_failure(held_key_id: int, code: str) -> None:
+    """The data key could not be refreshed; the key already held is used meanwhile."""
+    logger.warning(
+        "data key refresh failed: masking with the key already held",
+        extra={"held_key_id": f"{held_key_id:08x}", "error_code": code},
+    )
+    if is_metrics_disabled():
+        return
+    metrics.add_metric(name="DataKeyRefreshFailed", unit=MetricUnit.Count, value=1)

@@ -19,6 +19,7 @@ from datetime import date
 
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.domain.models import QueueMessage, UserLoginRow
+from login_etl.domain.redrive_claim import VerifyClaim
 from login_etl.domain.transform import create_date, to_row
 from login_etl.domain.validation import parse_login
 from login_etl.ports import LoginStore
@@ -52,10 +53,14 @@ class BatchOutcome:
 def process_batch(
     messages: Sequence[QueueMessage],
     mask: Callable[[str], str],
+    verify_claim: VerifyClaim,
     store: LoginStore,
     today: date,
 ) -> BatchOutcome:
-    """Validate, mask and write a batch; infrastructure errors from the store propagate."""
+    """Validate, mask and write a batch; infrastructure errors from the store propagate.
+
+    ``verify_claim`` checks a redriven copy's claim to be message X (``domain/redrive_claim``).
+    """
     outcome = BatchOutcome(received=len(messages))
     started = time.perf_counter()
     failures: dict[str, Failure] = {}
@@ -63,9 +68,16 @@ def process_batch(
     keys: dict[str, str] = {}  # message id -> idempotency key (the ledger's id)
     seen: set[str] = set()
     for message in messages:
-        key = message.idempotency_key
-        if message.message_id in keys or key in seen:
+        if message.message_id in keys or message.message_id in failures:
             outcome.duplicates += 1  # the same message twice in one batch: one effect
+            continue
+        try:
+            key = _idempotency_key(message, verify_claim)
+        except InvalidMessageError as error:
+            failures[message.message_id] = Failure(message.message_id, error.reason, error.detail)
+            continue
+        if key in seen:
+            outcome.duplicates += 1  # two copies of one redriven message: one effect
             continue
         keys[message.message_id] = key
         seen.add(key)
@@ -99,6 +111,21 @@ def process_batch(
     in_order = dict.fromkeys(m.message_id for m in messages)
     outcome.failures = [failures[mid] for mid in in_order if mid in failures]
     return outcome
+
+
+def _idempotency_key(message: QueueMessage, verify_claim: VerifyClaim) -> str:
+    """What the ledger records: the message id, or the id a verified redrive claim names.
+
+    ``InvalidMessageError`` for an odd record (its ``defect``) or a claim that does not verify.
+    Such a claim fails the message (logged, retried, then dead-lettered): skipping the message
+    would let any producer suppress logins by naming other messages' ids, and ignoring the
+    claim would let a genuine copy be written twice.
+    """
+    if message.defect is not None:
+        raise message.defect  # the record itself is odd: it fails before anything else
+    if message.redrive_claim is None:
+        return message.message_id
+    return verify_claim(message.redrive_claim, message.body)
 
 
 def _fail_later_messages_of_failed_groups(

@@ -7,15 +7,19 @@ invocation tries again instead of the container being stuck.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from aws_lambda_powertools.utilities.parameters import SSMProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from login_etl.adapters import aws
 from login_etl.adapters.config_stores import read_json_secret
-from login_etl.adapters.kms_data_key import KmsDataKeySource
+from login_etl.adapters.kms_data_key import DataKeyError, KmsDataKeySource
 from login_etl.adapters.postgres_connection import (
     ConnectionParams,
     ConnectionParamsSource,
@@ -31,6 +35,20 @@ from login_etl.config import (
     connection_params_from_url,
 )
 from login_etl.domain.masking import DeterministicMasker
+from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier, VerifyClaim
+from login_etl.observability import report_key_refresh_failure
+
+# What a refresh can fail with: SSM (Powertools wraps every error), KMS (an API error, or no
+# answer at all), a ciphertext that is not one. A bug of ours is none of these: it propagates.
+REFRESH_ERRORS = (GetParameterError, ClientError, BotoCoreError, DataKeyError)
+
+
+class LoadedKey(NamedTuple):
+    """What the pipeline gets from one data key: its mask function and its claim verifier."""
+
+    key_id: int
+    mask: Callable[[str], str]
+    verify_claim: VerifyClaim
 
 
 class CurrentKey:
@@ -39,24 +57,62 @@ class CurrentKey:
     The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS`` (Powertools'
     parameter cache), so a rotation reaches warm containers within that time; KMS is called
     only when the ciphertext changed. The mask function is cached per key (repeated devices
-    and IPs cost one encryption per container).
+    and IPs cost one encryption per container). Redrive claims are verified with the same
+    key: a claim signed with a key the function does not hold yet fails, and passes once the
+    rotation reaches the container.
+
+    A refresh that fails (SSM or KMS down, a new ciphertext KMS refuses) keeps the key already
+    held: it is still a valid key, and a rotation only needs to reach the container eventually.
+    The failure is logged and counted (``DataKeyRefreshFailed``), and the next attempt waits
+    another ``DATA_KEY_MAX_AGE_SECONDS``, so an outage does not add SSM's and KMS's timeouts and
+    retries to every invocation. Only a container that never loaded a key fails.
+
+    ``read_ciphertext`` and ``decrypt`` default to SSM (or ``DATA_KEY_CIPHERTEXT``) and KMS.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        read_ciphertext: Callable[[], str] | None = None,
+        decrypt: Callable[[str], bytes] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
+        self._read = read_ciphertext or self._read_ciphertext
+        self._decrypt = decrypt or _kms_decrypt
+        self._clock = clock
         # Made on first read: not needed with DATA_KEY_CIPHERTEXT, and a first SSM client
         # costs 83 ms and 13 MB of the cold start (measured).
         self._provider: SSMProvider | None = None
-        self._loaded: tuple[str, Callable[[str], str]] | None = None
+        self._loaded: tuple[str, LoadedKey] | None = None
+        self._hold_until = 0.0  # after a failed refresh: no new attempt before then
+
+    def current(self) -> LoadedKey:
+        """The current key's functions; decrypts a new key with KMS if it changed."""
+        loaded = self._loaded
+        if loaded is not None and self._clock() < self._hold_until:
+            return loaded[1]
+        try:
+            ciphertext = self._read()
+            if loaded is None or loaded[0] != ciphertext:
+                loaded = self._loaded = (ciphertext, self._load(ciphertext))
+        except REFRESH_ERRORS as error:
+            if loaded is None:
+                raise  # no key to fall back on: the invocation fails and is retried
+            self._hold_until = self._clock() + self._settings.data_key_max_age_s
+            report_key_refresh_failure(loaded[1].key_id, _failure_code(error))
+        return loaded[1]
 
     def mask(self) -> Callable[[str], str]:
-        """The mask function of the current key; decrypts a new key with KMS if it changed."""
-        ciphertext = self._read_ciphertext()
-        if self._loaded is None or self._loaded[0] != ciphertext:
-            key = KmsDataKeySource(aws.kms(), ciphertext, KMS_ENCRYPTION_CONTEXT).data_key()
-            mask = DeterministicMasker(key).mask
-            self._loaded = (ciphertext, lru_cache(maxsize=self._settings.mask_cache_size)(mask))
-        return self._loaded[1]
+        """The mask function of the current key."""
+        return self.current().mask
+
+    def _load(self, ciphertext: str) -> LoadedKey:
+        key = self._decrypt(ciphertext)
+        masker = DeterministicMasker(key)
+        mask = lru_cache(maxsize=self._settings.mask_cache_size)(masker.mask)
+        return LoadedKey(masker.key_id, mask, ClaimVerifier([ClaimKey(key)]))
 
     def _read_ciphertext(self) -> str:
         settings = self._settings
@@ -68,6 +124,22 @@ class CurrentKey:
             str(settings.data_key_parameter), max_age=settings.data_key_max_age_s
         )
         return str(value)
+
+
+def _kms_decrypt(ciphertext: str) -> bytes:
+    return KmsDataKeySource(aws.kms(), ciphertext, KMS_ENCRYPTION_CONTEXT).data_key()
+
+
+def _failure_code(error: BaseException) -> str:
+    """What went wrong, safe to log: an AWS error code or an exception class, never a message.
+
+    Powertools wraps SSM's error in ``GetParameterError`` (as its context): look inside.
+    """
+    inner = error.__cause__ or error.__context__
+    for candidate in (error, inner):
+        if isinstance(candidate, ClientError):
+            return str(candidate.response.get("Error", {}).get("Code", "ClientError"))
+    return type(inner if isinstance(error, GetParameterError) and inner else error).__name__
 
 
 @dataclass(frozen=True, slots=True)

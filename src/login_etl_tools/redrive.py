@@ -2,9 +2,15 @@
 
 Each message is sent first and deleted from the DLQ only after SQS accepted the copy, so an
 interruption can duplicate a message but never lose one. The copy carries the attribute
-``login_etl_original_message_id``, and the function's ledger keys on it: a duplicated copy is
-recognised and written once. (SQS's own ``StartMessageMoveTask`` gives the copies new ids and no
-such link, so an interrupted move followed by a retry could write a row twice.)
+``login_etl_original_message_id`` with a claim signed by the current data key
+(``domain/redrive_claim``), and the function's ledger keys on the id it names once the claim
+verifies: a duplicated copy is recognised and written once. (SQS's own ``StartMessageMoveTask``
+gives the copies new ids and no such link, so an interrupted move followed by a retry could
+write a row twice.)
+
+A message that already carries a claim (a copy dead-lettered again) keeps the id it names, but
+only if the claim verifies under a key of the ring; otherwise the claim is a producer's forgery
+(the function dead-lettered it for that) and the message is re-signed as itself.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE
+from login_etl.domain.errors import InvalidMessageError
+from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE, ClaimKey, VerifyClaim
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -24,13 +31,17 @@ def redrive(
     dlq_url: str,
     queue_url: str,
     *,
+    signer: ClaimKey,
+    verify: VerifyClaim,
     hold_s: int = 120,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Move every message of ``dlq_url`` to ``queue_url``; the number moved.
 
     Each message is held (invisible in the DLQ) for ``hold_s`` while it is copied; after an
-    interruption, the unfinished ones come back then, and a rerun moves them.
+    interruption, the unfinished ones come back then, and a rerun moves them. ``signer`` (the
+    current data key's) signs each copy's claim; ``verify`` (every key of the ring) checks the
+    claim a message already carries.
     """
     fifo = queue_url.endswith(".fifo")
     moved = 0
@@ -45,7 +56,9 @@ def redrive(
         ).get("Messages", [])
         if not messages:
             return moved
-        entries = [_copy(str(i), message, fifo) for i, message in enumerate(messages)]
+        entries = [
+            _copy(str(i), message, fifo, signer, verify) for i, message in enumerate(messages)
+        ]
         response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         sent = {entry["Id"] for entry in response.get("Successful", [])}
         done = [m for i, m in enumerate(messages) if str(i) in sent]
@@ -65,12 +78,12 @@ def redrive(
 
 
 def _copy(
-    entry_id: str, message: MessageTypeDef, fifo: bool
+    entry_id: str, message: MessageTypeDef, fifo: bool, signer: ClaimKey, verify: VerifyClaim
 ) -> SendMessageBatchRequestEntryTypeDef:
     attributes: dict[str, Any] = dict(message.get("MessageAttributes", {}))
-    previous = attributes.get(ORIGINAL_ID_ATTRIBUTE)
-    original = str(previous["StringValue"]) if previous else message["MessageId"]
-    attributes[ORIGINAL_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": original}
+    original = _original_id(message, verify)
+    claim = signer.sign(original, message["Body"])
+    attributes[CLAIM_ATTRIBUTE] = {"DataType": "String", "StringValue": claim}
     entry: SendMessageBatchRequestEntryTypeDef = {
         "Id": entry_id,
         "MessageBody": message["Body"],
@@ -80,3 +93,14 @@ def _copy(
         entry["MessageGroupId"] = message.get("Attributes", {}).get("MessageGroupId", "redrive")
         entry["MessageDeduplicationId"] = original
     return entry
+
+
+def _original_id(message: MessageTypeDef, verify: VerifyClaim) -> str:
+    """The id the message counts as: a verified earlier claim's, else its own."""
+    previous = message.get("MessageAttributes", {}).get(CLAIM_ATTRIBUTE)
+    if previous is not None:
+        try:
+            return verify(previous.get("StringValue", ""), message["Body"])
+        except InvalidMessageError:
+            pass  # forged or malformed: the message is itself, whatever it claimed
+    return message["MessageId"]

@@ -15,6 +15,7 @@ import pytest
 from login_etl import config
 from login_etl.handler import lambda_handler
 from login_etl_tools import cli
+from login_etl_tools.commands.common import key_store
 from login_etl_tools.event_source_mapping import run_event_source_mapping
 from login_etl_tools.provisioning import Provisioned
 from login_etl_tools.redrive import redrive
@@ -74,12 +75,13 @@ def test_an_interrupted_redrive_loses_nothing_and_writes_nothing_twice(
 ) -> None:
     bodies = [body for body, _ in generate_labelled(35, seed=21, malformed_ratio=0)]
     send_bodies(boto3.client("sqs"), queue.dlq_url, bodies)  # dead-lettered during an outage
-    flaky = DeleteFailsOnce()
+    flaky: Any = DeleteFailsOnce()
+    signer, verify = key_store().redrive_claims()
 
     with pytest.raises(ConnectionResetError):
-        redrive(flaky, queue.dlq_url, queue.queue_url, hold_s=1)  # type: ignore[arg-type]
+        redrive(flaky, queue.dlq_url, queue.queue_url, signer=signer, verify=verify, hold_s=1)
     time.sleep(1.5)  # the interrupted ten become visible in the DLQ again
-    moved = redrive(flaky, queue.dlq_url, queue.queue_url, hold_s=1)  # type: ignore[arg-type]
+    moved = redrive(flaky, queue.dlq_url, queue.queue_url, signer=signer, verify=verify, hold_s=1)
 
     # The first ten were sent, not deleted, so sent again: 45 copies of 35 messages.
     assert moved == 35

@@ -22,6 +22,7 @@ from login_etl.adapters.postgres_isolation import UnattributedRefusalError
 from login_etl.adapters.postgres_store import PostgresLoginStore
 from login_etl.config import Settings
 from login_etl.domain.models import QueueMessage, UserLoginRow
+from login_etl.domain.redrive_claim import ClaimVerifier
 from login_etl.handler import lambda_handler
 from login_etl.pipeline import process_batch
 from login_etl.runtime import connection_params, connection_params_source
@@ -123,7 +124,7 @@ def test_five_thousand_refused_rows_of_ten_thousand(db: pg8000.native.Connection
     ]
     store = PostgresLoginStore(params())
 
-    outcome = process_batch(messages, str.upper, store, DAY)
+    outcome = process_batch(messages, str.upper, ClaimVerifier([]), store, DAY)
 
     store.close()
     assert outcome.written == 5_000

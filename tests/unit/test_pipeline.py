@@ -8,6 +8,7 @@ import pytest
 
 from login_etl.domain.errors import Reason
 from login_etl.domain.models import QueueMessage, UserLoginRow
+from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier
 from login_etl.pipeline import process_batch
 from login_etl.ports import WriteResult
 
@@ -23,6 +24,8 @@ GOOD = json.dumps(
     }
 )
 BAD = json.dumps({"foo": "oops_wrong_msg_type", "bar": "123"})
+CLAIM_KEY = ClaimKey(bytes(range(32)))
+VERIFY = ClaimVerifier([CLAIM_KEY])  # the function's: the current data key only
 
 
 class MemoryStore:
@@ -59,7 +62,7 @@ def failed_ids(response: dict[str, list[dict[str, str]]]) -> list[str]:
 
 def test_full_success_reports_an_empty_list() -> None:
     store = MemoryStore()
-    outcome = process_batch([msg("a"), msg("b")], str.upper, store, TODAY)
+    outcome = process_batch([msg("a"), msg("b")], str.upper, VERIFY, store, TODAY)
     assert outcome.batch_item_failures() == {"batchItemFailures": []}
     assert (outcome.received, outcome.written, len(store.rows)) == (2, 2, 2)
     assert store.rows[0].create_date == date(2023, 11, 14)
@@ -67,7 +70,7 @@ def test_full_success_reports_an_empty_list() -> None:
 
 def test_invalid_message_fails_alone() -> None:
     store = MemoryStore()
-    outcome = process_batch([msg("a"), msg("bad", BAD), msg("c")], str.upper, store, TODAY)
+    outcome = process_batch([msg("a"), msg("bad", BAD), msg("c")], str.upper, VERIFY, store, TODAY)
     assert failed_ids(outcome.batch_item_failures()) == ["bad"]
     assert outcome.failures[0].reason is Reason.MISSING_KEYS
     assert len(store.rows) == 2
@@ -75,22 +78,24 @@ def test_invalid_message_fails_alone() -> None:
 
 def test_redelivery_writes_nothing_new() -> None:
     store = MemoryStore()
-    process_batch([msg("a"), msg("b")], str.upper, store, TODAY)
-    outcome = process_batch([msg("a"), msg("c")], str.upper, store, TODAY)
+    process_batch([msg("a"), msg("b")], str.upper, VERIFY, store, TODAY)
+    outcome = process_batch([msg("a"), msg("c")], str.upper, VERIFY, store, TODAY)
     assert (outcome.written, outcome.duplicates) == (1, 1)
     assert len(store.rows) == 3
 
 
 def test_same_message_twice_in_a_batch_has_one_effect() -> None:
     store = MemoryStore()
-    outcome = process_batch([msg("a"), msg("a")], str.upper, store, TODAY)
+    outcome = process_batch([msg("a"), msg("a")], str.upper, VERIFY, store, TODAY)
     assert (outcome.written, outcome.duplicates, len(store.rows)) == (1, 1, 1)
     assert store.calls == [["a"]]
 
 
 def test_rows_the_database_refuses_are_reported_and_the_rest_committed_once() -> None:
     store = MemoryStore(refuse=frozenset({"evil"}))
-    outcome = process_batch([msg("a"), msg("x", login("evil")), msg("c")], str.upper, store, TODAY)
+    outcome = process_batch(
+        [msg("a"), msg("x", login("evil")), msg("c")], str.upper, VERIFY, store, TODAY
+    )
     assert failed_ids(outcome.batch_item_failures()) == ["x"]
     assert outcome.failures[0].reason is Reason.REJECTED_BY_DATABASE
     assert store.calls == [["a", "x", "c"], ["a", "c"]]
@@ -106,7 +111,7 @@ def test_fifo_failure_fails_the_rest_of_its_group_only() -> None:
         msg("g2-2", group="g2"),
         msg("g1-3", group="g1"),
     ]
-    outcome = process_batch(batch, str.upper, store, TODAY)
+    outcome = process_batch(batch, str.upper, VERIFY, store, TODAY)
     assert failed_ids(outcome.batch_item_failures()) == ["g1-2", "g1-3"]
     assert [f.reason for f in outcome.failures] == [
         Reason.MISSING_KEYS,
@@ -118,7 +123,7 @@ def test_fifo_failure_fails_the_rest_of_its_group_only() -> None:
 def test_fifo_database_refusal_also_holds_back_later_group_members() -> None:
     store = MemoryStore(refuse=frozenset({"evil"}))
     batch = [msg("1", login("evil"), group="g"), msg("2", group="g"), msg("3", group="h")]
-    outcome = process_batch(batch, str.upper, store, TODAY)
+    outcome = process_batch(batch, str.upper, VERIFY, store, TODAY)
     assert failed_ids(outcome.batch_item_failures()) == ["1", "2"]
     assert store.calls[-1] == ["3"]
 
@@ -129,18 +134,39 @@ def test_a_store_breaking_its_contract_fails_loudly_instead_of_looping() -> None
             return WriteResult(rejected={"not-in-this-batch": "22001"})
 
     with pytest.raises(RuntimeError, match="not given"):
-        process_batch([msg("a")], str.upper, RejectsStrangers(), TODAY)
+        process_batch([msg("a")], str.upper, VERIFY, RejectsStrangers(), TODAY)
 
 
 def test_a_redriven_copy_counts_as_the_message_it_was() -> None:
     store = MemoryStore()
     original = QueueMessage("m1", GOOD, "1700000000000")
-    process_batch([original], str.upper, store, TODAY)
-    copy = QueueMessage("m2", GOOD, "1700000000000", original_message_id="m1")
-    twin = QueueMessage("m3", GOOD, "1700000000000", original_message_id="m1")
+    process_batch([original], str.upper, VERIFY, store, TODAY)
+    claim = CLAIM_KEY.sign("m1", GOOD)
+    copy = QueueMessage("m2", GOOD, "1700000000000", redrive_claim=claim)
+    twin = QueueMessage("m3", GOOD, "1700000000000", redrive_claim=claim)
 
-    outcome = process_batch([copy, twin], str.upper, store, TODAY)
+    outcome = process_batch([copy, twin], str.upper, VERIFY, store, TODAY)
 
     assert (outcome.written, outcome.duplicates, outcome.failures) == (0, 2, [])
     assert len(store.rows) == 1
     assert store.ledger == {"m1"}
+
+
+def test_a_claim_that_does_not_verify_fails_and_is_never_deduplicated() -> None:
+    store = MemoryStore()
+    process_batch([msg("victim")], str.upper, VERIFY, store, TODAY)
+    other_key = ClaimKey(bytes(range(1, 33)))
+    forged = [
+        QueueMessage("f1", login("x1"), redrive_claim="victim"),  # the old, unsigned format
+        QueueMessage("f2", login("x2"), redrive_claim=CLAIM_KEY.sign("victim", GOOD)),  # lifted
+        QueueMessage("f3", login("x3"), redrive_claim=other_key.sign("victim", login("x3"))),
+        QueueMessage("f4", login("x4"), redrive_claim=""),
+    ]
+
+    outcome = process_batch([*forged, msg("fine")], str.upper, VERIFY, store, TODAY)
+
+    assert failed_ids(outcome.batch_item_failures()) == ["f1", "f2", "f3", "f4"]
+    assert {f.reason for f in outcome.failures} == {Reason.INVALID_REDRIVE_CLAIM}
+    assert "victim" not in " ".join(f.detail for f in outcome.failures)
+    assert (outcome.written, outcome.duplicates) == (1, 0)
+    assert store.ledger == {"victim", "fine"}

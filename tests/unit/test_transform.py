@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime
 
 import pytest
@@ -29,10 +30,32 @@ def test_agrees_with_datetime(moment: datetime) -> None:
     assert create_date(str(millis), TODAY) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "-1", "1.5", "abc", "\u0661\u0662", "9" * 30])
+@pytest.mark.parametrize("raw", ["", "-1", "1.5", "abc", "\u0661\u0662", "9" * 30, "9" * 5000])
 def test_malformed_timestamp_is_invalid(raw: str) -> None:
     with pytest.raises(InvalidMessageError):
         create_date(raw, TODAY)
+
+
+def test_leading_zeros_beyond_int_s_digit_limit_are_still_the_number() -> None:
+    assert create_date("0" * 5000 + "1700000000000", TODAY) == date(2023, 11, 14)
+
+
+@given(st.integers(0, 6000), st.integers(0, 10**20), st.booleans())
+def test_any_digit_string_is_a_date_or_invalid_never_a_crash(
+    zeros: int, value: int, huge: bool
+) -> None:
+    raw = "0" * zeros + str(value) + ("7" * 5000 if huge else "")
+    if huge or value > 253_402_214_400_000:  # 9999-12-31T00:00:00Z in ms
+        with pytest.raises(InvalidMessageError):
+            create_date(raw, TODAY)
+    else:
+        assert create_date(raw, TODAY) == datetime.fromtimestamp(value // 1000, tz=UTC).date()
+
+
+@given(st.text())
+def test_any_text_is_a_date_or_invalid_never_a_crash(raw: str) -> None:
+    with contextlib.suppress(InvalidMessageError):
+        assert isinstance(create_date(raw, TODAY), date)
 
 
 def test_row_masks_only_the_pii() -> None:

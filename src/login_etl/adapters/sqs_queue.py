@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from login_etl.domain.models import ORIGINAL_ID_ATTRIBUTE, QueueMessage
+from login_etl.domain.models import QueueMessage
+from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
 from login_etl.ports import DeleteFailure, ReceivedMessage
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class SqsQueue:
             MaxNumberOfMessages=SQS_BATCH_LIMIT,
             WaitTimeSeconds=self._wait_time_s,
             MessageSystemAttributeNames=["SentTimestamp", "MessageGroupId"],
-            MessageAttributeNames=[ORIGINAL_ID_ATTRIBUTE],
+            MessageAttributeNames=[CLAIM_ATTRIBUTE],
         )
         return [_received(m) for m in response.get("Messages", [])]
 
@@ -69,14 +70,15 @@ class SqsQueue:
 
 def _received(message: MessageTypeDef) -> ReceivedMessage:
     attributes = message.get("Attributes", {})
-    original = message.get("MessageAttributes", {}).get(ORIGINAL_ID_ATTRIBUTE)
+    claim = message.get("MessageAttributes", {}).get(CLAIM_ATTRIBUTE)
     return ReceivedMessage(
         QueueMessage(
             message_id=message["MessageId"],
             body=message["Body"],
             sent_timestamp_ms=attributes.get("SentTimestamp"),
             group_id=attributes.get("MessageGroupId"),
-            original_message_id=original.get("StringValue") if original else None,
+            # A claim without a string value (a Binary attribute) is malformed, not absent.
+            redrive_claim=claim.get("StringValue", "") if claim is not None else None,
         ),
         message["ReceiptHandle"],
     )

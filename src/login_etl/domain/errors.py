@@ -19,8 +19,11 @@ class Reason(StrEnum):
     INVALID_IP = "invalid_ip"
     INVALID_APP_VERSION = "invalid_app_version"
     INVALID_SENT_TIMESTAMP = "invalid_sent_timestamp"
+    MALFORMED_RECORD = "malformed_record"  # the SQS record itself, not its body
     REJECTED_BY_DATABASE = "rejected_by_database"
     EARLIER_IN_GROUP_FAILED = "earlier_in_group_failed"
+    # The redrive attribute is present but does not verify: never deduplicated on, never ignored.
+    INVALID_REDRIVE_CLAIM = "invalid_redrive_claim"
 
 
 class InvalidMessageError(ValueError):

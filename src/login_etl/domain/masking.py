@@ -35,6 +35,11 @@ _KEY_ID_LABEL = b"login-etl/v1/key-id"
 _OVERHEAD = 1 + 8 + _BLOCK + 32
 
 
+def data_key_id(data_key: bytes) -> int:
+    """The 32-bit id of a data key: a keyed fingerprint, so it reveals nothing of the key."""
+    return int.from_bytes(hmac.digest(data_key, _KEY_ID_LABEL, "sha256")[:4])
+
+
 def token_length(plaintext_bytes: int) -> int:
     """Length in characters of the token for a plaintext of this many bytes."""
     padded = (plaintext_bytes // _BLOCK + 1) * _BLOCK
@@ -97,7 +102,7 @@ class DeterministicMasker:
         self._aes = Cipher(algorithms.AES(data_key[16:]), modes.ECB()).encryptor()  # noqa: S305
         iv_key = hmac.digest(data_key, _IV_KEY_LABEL, "sha256")
         self._iv_hmac = HmacSha256(iv_key)
-        self.key_id: int = int.from_bytes(hmac.digest(data_key, _KEY_ID_LABEL, "sha256")[:4])
+        self.key_id: int = data_key_id(data_key)
         self._timestamp = struct.pack(">Q", self.key_id)
         self._fernet = Fernet(base64.urlsafe_b64encode(data_key))
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
-# The message attribute `login-etl dlq redrive` sets on each copy it sends back.
-ORIGINAL_ID_ATTRIBUTE = "login_etl_original_message_id"
+from login_etl.domain.errors import InvalidMessageError
 
 
 class QueueMessage(NamedTuple):
@@ -19,13 +18,11 @@ class QueueMessage(NamedTuple):
     body: str
     sent_timestamp_ms: str | None = None
     group_id: str | None = None  # MessageGroupId, only on FIFO queues
-    # Set by `login-etl dlq redrive`: the id the message had before it was dead-lettered.
-    original_message_id: str | None = None
-
-    @property
-    def idempotency_key(self) -> str:
-        """What the ledger records: a redriven copy counts as the message it was."""
-        return self.original_message_id or self.message_id
+    # The raw ``login_etl_original_message_id`` attribute (``domain/redrive_claim``): a claim,
+    # set by `login-etl dlq redrive` or by anyone else; the pipeline verifies it.
+    redrive_claim: str | None = None
+    # Why the record itself is unusable (a null body, a numeric SentTimestamp...): it fails.
+    defect: InvalidMessageError | None = None
 
 
 class LoginEvent(NamedTuple):

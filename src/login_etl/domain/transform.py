@@ -11,6 +11,7 @@ from login_etl.domain.models import LoginEvent, UserLoginRow
 _MS_PER_DAY = 86_400_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_MS = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL) * _MS_PER_DAY
+_MAX_DIGITS = len(str(_MAX_MS))
 
 
 def create_date(sent_timestamp_ms: str | None, today: date) -> date:
@@ -22,7 +23,16 @@ def create_date(sent_timestamp_ms: str | None, today: date) -> date:
         return today
     if not sent_timestamp_ms.isdecimal() or not sent_timestamp_ms.isascii():
         raise InvalidMessageError(Reason.INVALID_SENT_TIMESTAMP, "SentTimestamp is not an integer")
-    millis = int(sent_timestamp_ms)
+    digits = sent_timestamp_ms
+    if len(digits) > _MAX_DIGITS:
+        # int() raises ValueError beyond 4,300 digits (Python 3.11+, CVE-2020-10735): what no
+        # date fits in is out of range without being converted.
+        digits = digits.lstrip("0") or "0"
+        if len(digits) > _MAX_DIGITS:
+            raise InvalidMessageError(
+                Reason.INVALID_SENT_TIMESTAMP, "SentTimestamp is out of range"
+            )
+    millis = int(digits)
     if millis > _MAX_MS:
         raise InvalidMessageError(Reason.INVALID_SENT_TIMESTAMP, "SentTimestamp is out of range")
     return date.fromordinal(_EPOCH_ORDINAL + millis // _MS_PER_DAY)

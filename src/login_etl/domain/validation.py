@@ -122,7 +122,7 @@ def _check_string(key: str, value: object) -> None:
     if not isinstance(value, str):
         expected = "a string or null" if key in NULLABLE_KEYS else "a string"
         raise InvalidMessageError(
-            Reason.WRONG_TYPE, f"{key} must be {expected}, got {_json_type(value)}"
+            Reason.WRONG_TYPE, f"{key} must be {expected}, got {json_type(value)}"
         )
     if not value:
         raise InvalidMessageError(Reason.EMPTY_VALUE, f"{key} is empty")
@@ -147,7 +147,8 @@ def key_names(keys: frozenset[str] | set[str] | Any) -> str:
     return ", ".join(shown)
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """The JSON type of a value, the only thing said about a value that is not a string."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -8,15 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
+import boto3
 import pg8000.native
 
 from login_etl.adapters.postgres_connection import connect
 from login_etl.config import (
+    DEFAULT_KEYRING_PATH,
     ConfigurationError,
     Settings,
     connection_params_from_url,
     parse_database_url,
 )
+from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
 from login_etl_tools.provisioning import DATA_KEY_PARAMETER
 from login_etl_tools.stack import patched_environ
 from login_etl_tools.stack_state import read_state
@@ -54,6 +57,17 @@ def queue_urls() -> tuple[str, str]:
         )
     dlq = os.environ.get("DLQ_URL") or ""
     return queue, dlq
+
+
+def key_store(kms_key: str = DEFAULT_KMS_KEY) -> KeyStore:
+    """The data keys of DATA_KEY_PARAMETER / DATA_KEYRING_PATH (or their defaults)."""
+    return KeyStore(
+        boto3.client("ssm"),
+        boto3.client("kms"),
+        current_parameter=os.environ.get("DATA_KEY_PARAMETER") or DATA_KEY_PARAMETER,
+        keyring_path=os.environ.get("DATA_KEYRING_PATH") or DEFAULT_KEYRING_PATH,
+        kms_key=kms_key,
+    )
 
 
 def database(why: str = "") -> pg8000.native.Connection:

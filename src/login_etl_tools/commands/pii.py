@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 import boto3
 
-from login_etl.config import DEFAULT_KEYRING_PATH
 from login_etl_tools.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
-from login_etl_tools.commands.common import UserError, database, end_progress, show_progress
-from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
-from login_etl_tools.provisioning import DATA_KEY_PARAMETER
+from login_etl_tools.commands.common import (
+    UserError,
+    database,
+    end_progress,
+    key_store,
+    show_progress,
+)
+from login_etl_tools.keys import DEFAULT_KMS_KEY
 from login_etl_tools.rekey import rekey, stale_summary
 from login_etl_tools.unmask import (
     MASKED_COLUMNS,
@@ -60,18 +63,8 @@ def register(commands: Any) -> None:
     rekey_.set_defaults(command=_rekey)
 
 
-def _key_store(kms_key: str = DEFAULT_KMS_KEY) -> KeyStore:
-    return KeyStore(
-        boto3.client("ssm"),
-        boto3.client("kms"),
-        current_parameter=os.environ.get("DATA_KEY_PARAMETER") or DATA_KEY_PARAMETER,
-        keyring_path=os.environ.get("DATA_KEYRING_PATH") or DEFAULT_KEYRING_PATH,
-        kms_key=kms_key,
-    )
-
-
 def _keys(args: argparse.Namespace) -> int:
-    store = _key_store(args.kms_key)
+    store = key_store(args.kms_key)
     if args.action == "init":
         key_id, created = store.init()
         print(f"{'created' if created else 'already there:'} data key {key_id:08x} (current)")
@@ -93,7 +86,7 @@ def _unmask(args: argparse.Namespace) -> int:
     filters = _filters(args.where) if args.where else None
     # Fail closed: no database, no audit record, nothing unmasked (whatever the source).
     with database(f"unmask records every call in {AUDIT_TABLE} first") as conn:
-        keyring = _key_store().keyring()
+        keyring = key_store().keyring()
         identity = caller_arn(boto3.client("sts"))
         if filters is not None:
             rows = select_rows(conn, filters, args.limit)
@@ -122,7 +115,7 @@ def _unmask(args: argparse.Namespace) -> int:
 
 
 def _rekey(args: argparse.Namespace) -> int:
-    keyring = _key_store().keyring()
+    keyring = key_store().keyring()
     identity = caller_arn(boto3.client("sts"))
     with database() as conn:
         stale, key_ids = stale_summary(conn, keyring)

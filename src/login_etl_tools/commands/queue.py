@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from login_etl_tools.commands.common import UserError, end_progress, queue_urls
+from login_etl_tools.commands.common import UserError, end_progress, key_store, queue_urls
 from login_etl_tools.local_run import dlq_reasons
 from login_etl_tools.redrive import redrive
 from login_etl_tools.sample_data import generate
@@ -57,7 +57,9 @@ def dlq_command(args: argparse.Namespace) -> int:
         for reason, n in reasons.most_common():
             print(f"  {n:>6}  {reason}")
         return 0
-    moved = redrive(sqs, dlq_url, queue_url, on_progress=_progress)
+    # Each copy's claim is signed with the data key: needs PiiRecoveryPolicy (kms:Decrypt).
+    signer, verify = key_store().redrive_claims()
+    moved = redrive(sqs, dlq_url, queue_url, signer=signer, verify=verify, on_progress=_progress)
     end_progress()
     print(f"moved {moved} message(s) back to {queue_url}")
     return 0

@@ -1,0 +1,102 @@
+"""The records of an SQS event, as Lambda delivers them, -> ``QueueMessage``s.
+
+Lambda's records are well formed in practice, but one odd record (a ``body`` that is null or an
+object, a ``SentTimestamp`` that is a number, ``messageAttributes`` of the wrong type) must not
+fail the whole batch: it becomes a message with a ``defect``, which the pipeline reports by its
+``messageId`` with the reason (retried, then dead-lettered) while the others are written.
+Details name fields and JSON types, never values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from login_etl.domain.errors import InvalidMessageError, Reason
+from login_etl.domain.models import QueueMessage
+from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
+from login_etl.domain.validation import json_type
+
+
+class MalformedEventError(ValueError):
+    """The event cannot be answered record by record: the whole batch must be retried."""
+
+
+def to_queue_messages(records: object) -> list[QueueMessage]:
+    """Every record of ``event["Records"]``; raises only for a record that cannot be named."""
+    if not isinstance(records, list):
+        raise MalformedEventError(f"Records must be an array, got {json_type(records)}")
+    return [to_queue_message(record) for record in records]
+
+
+def to_queue_message(record: object) -> QueueMessage:
+    """The fields of one SQS record that the pipeline uses; a ``defect`` if it is odd."""
+    # Lambda retries exactly the records that batchItemFailures names by messageId, and takes
+    # an unknown or empty itemIdentifier as a failure of the whole batch. A record without a
+    # usable messageId cannot be named, so failing the invocation is the only way not to lose
+    # it: every record of the batch comes back, and the ledger skips those already written.
+    if not isinstance(record, dict):
+        raise MalformedEventError(f"an SQS record must be an object, got {json_type(record)}")
+    message_id = record.get("messageId")
+    if not isinstance(message_id, str) or not message_id:
+        raise MalformedEventError("an SQS record has no messageId (a non-empty string)")
+    attributes = record.get("attributes")
+    group_id = attributes.get("MessageGroupId") if isinstance(attributes, dict) else None
+    try:
+        return QueueMessage(
+            message_id,
+            _body(record),
+            _sent_timestamp(attributes),
+            _group_id(group_id),
+            _claim(record),
+        )
+    except InvalidMessageError as defect:
+        # Its FIFO group, if readable, so that later messages of the group wait for it.
+        group = group_id if isinstance(group_id, str) else None
+        return QueueMessage(message_id, "", None, group, None, defect)
+
+
+def _body(record: dict[str, Any]) -> str:
+    body = record.get("body")
+    if not isinstance(body, str):
+        raise _malformed(f"body must be a string, got {json_type(body)}")
+    return body
+
+
+def _sent_timestamp(attributes: object) -> str | None:
+    if not isinstance(attributes, dict):
+        # Lambda always sends this map, with SentTimestamp: no date is guessed without it.
+        raise _malformed(f"attributes must be an object, got {json_type(attributes)}")
+    sent = attributes.get("SentTimestamp")
+    if sent is not None and not isinstance(sent, str):
+        raise InvalidMessageError(
+            Reason.INVALID_SENT_TIMESTAMP, f"SentTimestamp must be a string, got {json_type(sent)}"
+        )
+    return sent
+
+
+def _group_id(group_id: object) -> str | None:
+    if group_id is not None and not isinstance(group_id, str):
+        raise _malformed(f"MessageGroupId must be a string, got {json_type(group_id)}")
+    return group_id
+
+
+def _claim(record: dict[str, Any]) -> str | None:
+    """The raw redrive claim; an attribute that is there but odd is an invalid claim."""
+    attributes = record.get("messageAttributes")
+    if attributes is None:
+        return None
+    if not isinstance(attributes, dict):
+        raise _malformed(f"messageAttributes must be an object, got {json_type(attributes)}")
+    if CLAIM_ATTRIBUTE not in attributes:
+        return None
+    claim = attributes[CLAIM_ATTRIBUTE]
+    value = claim.get("stringValue") if isinstance(claim, dict) else None
+    if not isinstance(value, str):  # a Binary attribute, null, a bare string...
+        raise InvalidMessageError(
+            Reason.INVALID_REDRIVE_CLAIM, "the redrive claim attribute has no string value"
+        )
+    return value
+
+
+def _malformed(detail: str) -> InvalidMessageError:
+    return InvalidMessageError(Reason.MALFORMED_RECORD, detail)
