@@ -16,7 +16,7 @@ EVENT ?= events/sqs-batch.json
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check clean build invoke bench bench-refusals build-LoginEtlFunction
+.PHONY: help install run test lint check clean build invoke bench bench-instructions bench-refusals build-LoginEtlFunction
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,9 +51,12 @@ run: $(STAMP)  ## start a local stack, send sample messages, load them through t
 test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
 
-bench: $(STAMP) $(SAM_BUILT)  ## throughput vs the limit and a typical handler, cold start, RSS (docs/)
+bench: $(STAMP) $(SAM_BUILT)  ## interleaved: vs the serial floor and a typical handler; instructions, cold start, RSS (.bench/; ARGS=--record: docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
+
+bench-instructions: $(STAMP)  ## instructions per message of the handler and the floor's parts (valgrind callgrind)
+	$(BIN)/python -m login_etl_tools.bench_instructions $(ARGS)
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
 	$(BIN)/python -m login_etl_tools.bench_refusals $(ARGS)
