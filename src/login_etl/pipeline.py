@@ -13,16 +13,16 @@ on FIFO queues the skip-group-on-error rule of ``SqsFifoPartialProcessor``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from login_etl.domain.errors import InvalidMessageError, Reason
-from login_etl.domain.models import QueueMessage, UserLoginRow
+from login_etl.domain.models import LoginEvent, QueueMessage, UserLoginRow
 from login_etl.domain.redrive_claim import VerifyClaim
 from login_etl.domain.transform import create_date, to_row
 from login_etl.domain.validation import parse_login
-from login_etl.ports import LoginStore
+from login_etl.ports import LoginStore, StreamingLoginStore, WriteResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +60,54 @@ def process_batch(
     """Validate, mask and write a batch; infrastructure errors from the store propagate.
 
     ``verify_claim`` checks a redriven copy's claim to be message X (``domain/redrive_claim``).
+    Every message is validated first, so which messages get a row is known before anything is
+    written; the masking (two thirds of the Python work, callgrind) is then done while the
+    store writes, if it can (``StreamingLoginStore``): the rows it receives are the same.
     """
-    outcome = BatchOutcome(received=len(messages))
     started = time.perf_counter()
-    failures: dict[str, Failure] = {}
+    batch = _validate(messages, verify_claim, today)
+    _fail_later_messages_of_failed_groups(messages, batch.failures)
+    pending = [mid for mid in batch.valid if mid not in batch.failures]
     rows: dict[str, UserLoginRow] = {}
-    keys: dict[str, str] = {}  # message id -> idempotency key (the ledger's id)
+    masked = _Masking(pending, batch.valid, mask, rows)
+    keys = batch.keys
+    if isinstance(store, StreamingLoginStore):
+        result = store.write_streamed([keys[mid] for mid in pending], masked)
+    else:
+        result = store.write([(keys[mid], row) for mid, row in zip(pending, masked, strict=True)])
+    prepared = masked.finished or time.perf_counter()
+    if result.rejected:
+        result = _write_without_refused(messages, batch, rows, store, result)
+
+    outcome = BatchOutcome(received=len(messages), duplicates=batch.duplicates)
+    outcome.prepare_ms = (prepared - started) * 1000
+    outcome.write_ms = (time.perf_counter() - prepared) * 1000
+    outcome.written = result.written
+    outcome.duplicates += result.duplicates
+    in_order = dict.fromkeys(m.message_id for m in messages)
+    outcome.failures = [batch.failures[mid] for mid in in_order if mid in batch.failures]
+    return outcome
+
+
+@dataclass(slots=True)
+class _Validated:
+    """A batch sorted out: the ledger id of each message, the valid ones, the failed ones."""
+
+    keys: dict[str, str] = field(default_factory=dict)  # message id -> idempotency key
+    valid: dict[str, tuple[LoginEvent, date]] = field(default_factory=dict)
+    failures: dict[str, Failure] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+def _validate(
+    messages: Sequence[QueueMessage], verify_claim: VerifyClaim, today: date
+) -> _Validated:
+    batch = _Validated()
+    keys, valid, failures = batch.keys, batch.valid, batch.failures
     seen: set[str] = set()
     for message in messages:
         if message.message_id in keys or message.message_id in failures:
-            outcome.duplicates += 1  # the same message twice in one batch: one effect
+            batch.duplicates += 1  # the same message twice in one batch: one effect
             continue
         try:
             key = _idempotency_key(message, verify_claim)
@@ -77,7 +115,7 @@ def process_batch(
             failures[message.message_id] = Failure(message.message_id, error.reason, error.detail)
             continue
         if key in seen:
-            outcome.duplicates += 1  # two copies of one redriven message: one effect
+            batch.duplicates += 1  # two copies of one redriven message: one effect
             continue
         keys[message.message_id] = key
         seen.add(key)
@@ -87,30 +125,60 @@ def process_batch(
         except InvalidMessageError as error:
             failures[message.message_id] = Failure(message.message_id, error.reason, error.detail)
             continue
-        rows[message.message_id] = to_row(event, mask, day)
+        valid[message.message_id] = (event, day)
+    return batch
 
-    prepared = time.perf_counter()
-    while True:
-        _fail_later_messages_of_failed_groups(messages, failures)
-        pending = {keys[mid]: (mid, row) for mid, row in rows.items() if mid not in failures}
-        result = store.write([(key, row) for key, (_, row) in pending.items()])
-        if not result.rejected:
-            break
-        if not result.rejected.keys() <= pending.keys():
+
+class _Masking:
+    """The rows of the pending messages, masked one at a time as the store asks for them.
+
+    Keeps each row (a refused row means writing the others again) and the time the last one
+    was made (``prepare_ms``: with a streaming store, the write ran alongside).
+    """
+
+    def __init__(
+        self,
+        pending: list[str],
+        valid: dict[str, tuple[LoginEvent, date]],
+        mask: Callable[[str], str],
+        rows: dict[str, UserLoginRow],
+    ) -> None:
+        self._pending, self._valid, self._mask, self._rows = pending, valid, mask, rows
+        self.finished: float | None = None
+
+    def __iter__(self) -> Iterator[UserLoginRow]:
+        mask, valid, rows = self._mask, self._valid, self._rows
+        for message_id in self._pending:
+            event, day = valid[message_id]
+            row = rows[message_id] = to_row(event, mask, day)
+            yield row
+        self.finished = time.perf_counter()
+
+
+def _write_without_refused(
+    messages: Sequence[QueueMessage],
+    batch: _Validated,
+    rows: dict[str, UserLoginRow],
+    store: LoginStore,
+    result: WriteResult,
+) -> WriteResult:
+    """Fail the rows Postgres refused (and, on FIFO queues, their groups'), write the rest."""
+    keys, failures = batch.keys, batch.failures
+    given = {keys[mid] for mid in rows if mid not in failures}
+    while result.rejected:
+        if not result.rejected.keys() <= given:
             raise RuntimeError("the store rejected ids it was not given")  # would loop forever
+        by_key = {keys[mid]: mid for mid in rows}
         for key, sqlstate in result.rejected.items():
-            message_id = pending[key][0]
+            message_id = by_key[key]
             failures[message_id] = Failure(
                 message_id, Reason.REJECTED_BY_DATABASE, f"Postgres refused the row ({sqlstate})"
             )
-
-    outcome.prepare_ms = (prepared - started) * 1000
-    outcome.write_ms = (time.perf_counter() - prepared) * 1000
-    outcome.written = result.written
-    outcome.duplicates += result.duplicates
-    in_order = dict.fromkeys(m.message_id for m in messages)
-    outcome.failures = [failures[mid] for mid in in_order if mid in failures]
-    return outcome
+        _fail_later_messages_of_failed_groups(messages, failures)
+        retry = [(keys[mid], row) for mid, row in rows.items() if mid not in failures]
+        given = {key for key, _ in retry}
+        result = store.write(retry)
+    return result
 
 
 def _idempotency_key(message: QueueMessage, verify_claim: VerifyClaim) -> str:

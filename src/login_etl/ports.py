@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from login_etl.domain.models import QueueMessage, UserLoginRow
 
@@ -28,6 +28,18 @@ class LoginStore(Protocol):
 
     def write(self, rows: Sequence[tuple[str, UserLoginRow]]) -> WriteResult:
         """Write (message id, row) pairs; message ids are unique within one call."""
+        ...
+
+
+@runtime_checkable
+class StreamingLoginStore(LoginStore, Protocol):
+    """A store that writes while the rows are still being made: its waits overlap our work."""
+
+    def write_streamed(self, keys: Sequence[str], rows: Iterable[UserLoginRow]) -> WriteResult:
+        """``write(list(zip(keys, rows)))``, with the ids known first and the rows made lazily.
+
+        ``rows`` yields one row per id, in order; the store takes each as soon as it is made.
+        """
         ...
 
 

@@ -121,13 +121,18 @@ def _invoke(
     return lambda: handler(event, context)
 
 
-def count(env: dict[str, str], quick: bool = False) -> dict[str, Any] | None:
+def count(
+    env: dict[str, str],
+    quick: bool = False,
+    floor_messages: int | None = None,
+    batches: tuple[int, ...] | None = None,
+) -> dict[str, Any] | None:
     """Run the inner phases under callgrind: instructions per message (None without valgrind)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
-    floor_messages = 1_000 if quick else FLOOR_MESSAGES
-    batches = (1_000, 100) if quick else HANDLER_BATCHES
+    floor_messages = floor_messages or (1_000 if quick else FLOOR_MESSAGES)
+    batches = batches or ((1_000, 100) if quick else HANDLER_BATCHES)
     with tempfile.TemporaryDirectory(prefix="login-etl-callgrind-") as work:
         out = Path(work) / "callgrind.out"
         result = subprocess.run(
@@ -200,7 +205,12 @@ def main() -> int:
 
     quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
     with local_stack() as stack:
-        figures = count({**stack.environment(), **quiet}, args.quick)
+        figures = count(
+            {**stack.environment(), **quiet},
+            args.quick,
+            args.floor_messages,
+            tuple(int(size) for size in args.batches.split(",")),
+        )
     if figures is None:
         print("valgrind not found: install it (Debian: apt-get install valgrind)")
         return 1

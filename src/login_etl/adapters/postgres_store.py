@@ -10,10 +10,9 @@ new transaction. A refusal that no row can be blamed for raises
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pg8000.native
 
@@ -29,13 +28,14 @@ from login_etl.adapters.postgres_connection import (
     sqlstate,
 )
 from login_etl.adapters.postgres_isolation import find_refused_rows, is_row_level
+from login_etl.adapters.postgres_ledger import record_ids
 from login_etl.adapters.postgres_schema import (
     COLUMNS,
-    INSERT_LEDGER,
     SCHEMA_LOCK_KEY,
     SCHEMA_STATEMENTS,
     TABLE,
 )
+from login_etl.adapters.postgres_stream import StreamedWrite
 from login_etl.domain.models import UserLoginRow
 from login_etl.ports import WriteResult
 
@@ -44,6 +44,10 @@ _COPY_ROWS = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 NULL = "\\N"
+# Rows per chunk handed to the writer thread: big enough that its per-chunk work (a GIL
+# hand-over, a socket write) is noise, small enough that Postgres starts early and the COPY's
+# tail after the last row is short. MEASURED below.
+STREAM_CHUNK_ROWS = 500
 
 
 class PostgresLoginStore:
@@ -63,7 +67,7 @@ class PostgresLoginStore:
         try:
             try:
                 begin(conn, params)
-                written = self._insert(conn, rows)
+                written = self._insert(conn, params, rows)
                 conn.run("COMMIT")
                 return WriteResult(written=written, duplicates=len(rows) - written)
             except pg8000.native.DatabaseError as error:
@@ -108,11 +112,62 @@ class PostgresLoginStore:
             self._session = session
         return self._session
 
+    def write_streamed(self, keys: Sequence[str], rows: Iterable[UserLoginRow]) -> WriteResult:
+        """``write``, with the ledger insert and the COPY running while the rows are made.
+
+        The same transaction, statements and outcomes as ``write`` (``postgres_stream``); the
+        rows are formatted here and handed to the writer thread STREAM_CHUNK_ROWS at a time.
+        """
+        if not keys:
+            return self.write([])
+        session = self._connection()
+        conn, params = session.conn, session.params
+        given: list[tuple[str, UserLoginRow]] = []
+        writer = StreamedWrite(conn, params, _COPY_ROWS, keys)
+        try:
+            chunk_keys: list[str] = []
+            chunk_lines: list[str] = []
+            for key, row in zip(keys, rows, strict=True):
+                given.append((key, row))
+                chunk_keys.append(key)
+                chunk_lines.append(_copy_line(row))
+                if len(chunk_keys) == STREAM_CHUNK_ROWS:
+                    writer.send(chunk_keys, chunk_lines)
+                    chunk_keys, chunk_lines = [], []
+            if chunk_keys:
+                writer.send(chunk_keys, chunk_lines)
+        except BaseException:
+            writer.abort()  # the COPY fails, nothing commits; the connection's state is unknown
+            self.close()
+            end_backend(params, session.backend_pid)
+            raise
+        try:
+            try:
+                writer.finish()
+                return WriteResult(written=writer.written, duplicates=writer.duplicates)
+            except pg8000.native.DatabaseError as error:
+                state = sqlstate(error)
+                if not is_row_level(state):
+                    raise
+            conn.run("ROLLBACK")
+            return WriteResult(rejected=find_refused_rows(conn, params, given, state))
+        except (pg8000.native.InterfaceError, OSError):
+            self.close()
+            end_backend(params, session.backend_pid)
+            raise
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._last_used = time.monotonic()
+
     def _insert(
-        self, conn: pg8000.native.Connection, rows: Sequence[tuple[str, UserLoginRow]]
+        self,
+        conn: pg8000.native.Connection,
+        params: ConnectionParams,
+        rows: Sequence[tuple[str, UserLoginRow]],
     ) -> int:
-        ids = json.dumps([mid for mid, _ in rows])
-        seen = {r[0] for r in conn.run(INSERT_LEDGER, ids=ids)}
+        seen = record_ids(conn, params, [mid for mid, _ in rows])
         payload = "".join(_copy_line(row) for mid, row in rows if mid not in seen)
         if payload:
             conn.run(_COPY_ROWS, stream=[payload.encode("utf-8")])
