@@ -5,12 +5,17 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.domain.models import LoginEvent
-from login_etl.domain.validation import MAX_DEVICE_ID_BYTES, canonical_ip, parse_login
+from login_etl.domain.validation import (
+    MAX_DEVICE_ID_BYTES,
+    _checked_login,
+    canonical_ip,
+    parse_login,
+)
 
 VALID: dict[str, Any] = {
     "user_id": "424cdd21-063a-43a7-b91b-7ca1a833afae",
@@ -177,3 +182,72 @@ def test_the_ipv4_fast_path_agrees_with_ipaddress(text: str) -> None:
     elif expected is None:
         with pytest.raises(InvalidMessageError):
             canonical_ip(text)
+
+
+def outcome(parse: Any, text: str) -> object:
+    """What a parser makes of a body: the event, or the reason and detail of its refusal."""
+    try:
+        return parse(text)
+    except InvalidMessageError as error:
+        return (error.reason, error.detail)
+
+
+def checked_only(text: str) -> LoginEvent:
+    """The full rules alone: json.loads, then ``_checked_login`` (no fast path)."""
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidMessageError(Reason.NOT_JSON, "body is not valid JSON") from None
+    return _checked_login(payload)
+
+
+awkward_strings = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet="\\\t\n\r\x00\"' é\u2028\ud800", max_size=6),
+    st.sampled_from(["", "1.2.3.4", "01.2.3.4", "::ffff:1.2.3.4", "2001:DB8::1", "fe80::1%eth0"]),
+    st.sampled_from(["1.0", "2.3.0", "1.2.3.4", "1000.0", "9.10", " 1.0", "1.0\n"]),
+    st.from_regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", fullmatch=True),
+    st.text(alphabet="ab", min_size=120, max_size=260),
+)
+ascii_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+edges: dict[str, Any] = {
+    "user_id": ascii_text | st.text(alphabet="u", min_size=127, max_size=129),
+    "app_version": st.sampled_from(["1.0", "2.3.0", "1.2.3.4", "1000.0", "9.10", "x", ""]),
+    "device_type": ascii_text | st.text(alphabet="d", min_size=31, max_size=33),
+    "ip": st.ip_addresses(v=4).map(str) | st.sampled_from(["01.2.3.4", "::1", "256.1.1.1"]),
+    "locale": st.none() | ascii_text | st.integers(),
+    "device_id": ascii_text
+    | st.text(alphabet="i", min_size=MAX_DEVICE_ID_BYTES - 1, max_size=MAX_DEVICE_ID_BYTES + 1),
+}
+# Bodies that look like the usual one (ASCII, no backslash), at most one field near or past
+# its rule.
+plain_logins = st.one_of(
+    st.just(VALID),
+    *[edge.map(lambda value, key=key: {**VALID, key: value}) for key, edge in edges.items()],
+)
+awkward_values = st.one_of(
+    awkward_strings, st.none(), st.integers(), st.booleans(), st.floats(), st.lists(st.none())
+)
+awkward_logins = st.dictionaries(
+    st.sampled_from([*VALID, "extra"]), awkward_values, min_size=5, max_size=7
+).map(lambda d: {**{k: VALID[k] for k in VALID if k not in d and len(d) < 6}, **d})
+
+
+@example({**VALID, "ip": "01.2.3.4"}, True, "")
+@example({**VALID, "ip": "1.2.3.4 "}, True, "")
+@example({**VALID, "user_id": "u" * 129}, True, "")
+@example({**VALID, "device_id": "i" * (MAX_DEVICE_ID_BYTES + 1)}, True, "")
+@example({**VALID, "locale": ""}, True, "")
+@example({**VALID, "user_id": "tab\there"}, True, "")
+@given(
+    st.one_of(valid_logins, plain_logins, awkward_logins),
+    st.booleans(),
+    st.sampled_from(["", " ", "\n"]),
+)
+def test_the_fast_path_agrees_with_the_full_rules(
+    login: dict[str, Any], ascii_only: bool, padding: str
+) -> None:
+    text = json.dumps(login, ensure_ascii=ascii_only) + padding
+    expected = outcome(checked_only, text)
+    assert outcome(parse_login, text) == expected
+    assert outcome(parse_login, text) == expected  # again, with its app_version now known
