@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from login_etl.adapters.sqs_records import MalformedEventError, to_queue_message, to_queue_messages
 from login_etl.domain.errors import InvalidMessageError, Reason
+from login_etl.domain.models import QueueMessage
 from login_etl.pipeline import process_batch
 from tests.unit.test_pipeline import GOOD, TODAY, VERIFY, MemoryStore
 
@@ -184,3 +185,60 @@ def test_details_name_types_never_values() -> None:
     assert isinstance(defect, InvalidMessageError)
     assert secret not in str(defect)
     assert json.dumps(secret) not in defect.detail
+
+
+def shape(message: QueueMessage) -> tuple[object, ...]:
+    """A message's fields, its defect as the reason and detail it reports."""
+    defect = message.defect
+    return (*message[:5], None if defect is None else (defect.reason, defect.detail))
+
+
+def read_one_by_one(records: list[Any]) -> list[tuple[object, ...]] | str:
+    try:
+        return [shape(to_queue_message(r)) for r in records]
+    except MalformedEventError as error:
+        return str(error)
+
+
+def read_as_a_batch(records: list[Any]) -> list[tuple[object, ...]] | str:
+    try:
+        return [shape(m) for m in to_queue_messages(records)]
+    except MalformedEventError as error:
+        return str(error)
+
+
+USUAL: dict[str, Any] = {
+    "messageId": "m-1",
+    "body": GOOD,
+    "attributes": {"SentTimestamp": "1700000000000"},
+    "messageAttributes": {},
+}
+perturbations: dict[str, st.SearchStrategy[Any]] = {
+    "messageId": st.one_of(st.just(ABSENT), st.just(""), json_values),
+    "body": bodies,
+    "attributes": attribute_maps,
+    "messageAttributes": message_attributes,
+    "MessageGroupId": st.one_of(st.just("g"), json_values),
+}
+
+
+def perturbed(key: str, value: object) -> dict[str, Any]:
+    """The usual record with one field (or the FIFO group) changed or left out."""
+    rec: dict[str, Any] = {**USUAL, "attributes": dict(USUAL["attributes"])}
+    target: dict[str, Any] = rec["attributes"] if key == "MessageGroupId" else rec
+    if value is ABSENT:
+        target.pop(key, None)
+    else:
+        target[key] = value
+    return rec
+
+
+usual_or_perturbed = st.one_of(
+    st.just(USUAL),
+    *[st.tuples(st.just(key), values) for key, values in perturbations.items()],
+).map(lambda item: item if isinstance(item, dict) else perturbed(*item))
+
+
+@given(st.lists(usual_or_perturbed, max_size=4))
+def test_the_batch_reader_agrees_with_the_record_reader(records: list[Any]) -> None:
+    assert read_as_a_batch(records) == read_one_by_one(records)
