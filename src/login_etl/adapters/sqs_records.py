@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from login_etl.domain.errors import InvalidMessageError, Reason
-from login_etl.domain.models import QueueMessage
+from login_etl.domain.models import QueueMessage, new_tuple
 from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
 from login_etl.domain.validation import json_type
 
@@ -51,7 +51,9 @@ def to_queue_messages(records: object) -> list[QueueMessage]:
                 sent = attributes.get("SentTimestamp")
                 group = attributes.get("MessageGroupId")
                 if (sent is None or type(sent) is str) and (group is None or type(group) is str):
-                    messages.append(QueueMessage(message_id, body, sent, group))
+                    messages.append(
+                        new_tuple(QueueMessage, (message_id, body, sent, group, None, None))
+                    )
                     continue
         messages.append(to_queue_message(record))
     return messages

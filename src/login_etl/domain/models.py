@@ -1,7 +1,10 @@
 """The values that flow through the pipeline, from queue message to table row.
 
 Immutable named tuples rather than frozen dataclasses: three are built per message, and a
-frozen dataclass costs 1 µs to build against 0.45 µs (measured), 10 % of the per-message budget."""
+frozen dataclass costs 1 µs to build against 0.45 µs (measured), 10 % of the per-message budget.
+The hot paths build them with ``new_tuple(cls, values)``, which is what the generated
+``__new__`` does, without its Python frame: 6,200 instructions down to 4,700 for a row
+(callgrind), a tenth of the work besides masking and parsing."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from datetime import date
 from typing import NamedTuple
 
 from login_etl.domain.errors import InvalidMessageError
+
+new_tuple = tuple.__new__  # new_tuple(SomeNamedTuple, (field, ...)): every field, in order
 
 
 class QueueMessage(NamedTuple):
