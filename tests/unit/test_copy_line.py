@@ -1,0 +1,42 @@
+"""The COPY text line of a row, against a plain statement of COPY's text format."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from login_etl.adapters.postgres_store import _copy_line
+from login_etl.domain.models import UserLoginRow
+
+ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def reference(row: UserLoginRow) -> str:
+    """Every text field escaped character by character; NULL as \\N."""
+
+    def text(value: str | None) -> str:
+        return "\\N" if value is None else "".join(ESCAPES.get(c, c) for c in value)
+
+    fields = [text(row.user_id), text(row.device_type), row.masked_ip, row.masked_device_id]
+    fields += [text(row.locale), str(row.app_version), row.create_date.isoformat()]
+    return "\t".join(fields) + "\n"
+
+
+texts = st.text(max_size=12) | st.text(alphabet="a\\\t\n\r", max_size=6)
+
+
+@given(
+    texts,
+    texts,
+    st.none() | texts,
+    st.integers(0, 999_999_999),
+    st.dates(min_value=date(1970, 1, 1)),
+)
+def test_a_line_is_the_row_in_copy_text_format(
+    user_id: str, device_type: str, locale: str | None, version: int, day: date
+) -> None:
+    row = UserLoginRow(user_id, device_type, "gAAAA-ip_=", "gAAAA-dev=", locale, version, day)
+    assert _copy_line(row) == reference(row)
+    assert _copy_line(row) == reference(row)  # again, with the day's text kept
