@@ -6,6 +6,8 @@ import os
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,3 +96,54 @@ def test_rejects_wrong_key_size() -> None:
 @given(st.binary(max_size=100), st.binary(max_size=300))
 def test_the_precomputed_hmac_is_hmac_sha256(key: bytes, message: bytes) -> None:
     assert HmacSha256(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+# Tokens made by the construction as released (f9222e8): a token must never change for the
+# same key and value (analysts match masked values across years), whatever the code does.
+KNOWN_TOKENS = {
+    "199.172.111.135": (
+        "gAAAAABLBQ6MhQ1T5ZW-WMmh5_UnpXWruvBD785vZJkrclaPr99ylW7bWJawoKSx"
+        "1srCjMVlYbk2ieMtSBzUv3y5tHlFw8Mr0g=="
+    ),
+    "593-47-5928": (
+        "gAAAAABLBQ6MfsS3OsTU_GDhZ_n7gk16tuR87NgaaRfzCXLd-8I_c13-lhCkO3DQ"
+        "ke6wtO9bKYmZVNXf5JHAFuZgt6P1HQSGkA=="
+    ),
+    "": (
+        "gAAAAABLBQ6MOldQsXwE5bKiH2fg_KcMVUHINDgibHSEfEUKDpyzMkzr1rfGvV5_"
+        "xPQtZTfv02oizLYdQZNKCnJSXBSpnb6ogQ=="
+    ),
+    "é" * 20: (
+        "gAAAAABLBQ6MlX89fPs24r74tA9WL-jaFGoI9NskiuU6J7uFs07ArQTdpuZNuQEy"
+        "Y7PqystbUDOMWnzo7LyU-QgPXUL8QjO6sFPOERRbNg9HnIUULA7fIP-hRtcq5QfZ"
+        "hRj7G1KihRGx"
+    ),
+    "x" * 40: (
+        "gAAAAABLBQ6MW8VDnpNzWKsb0Uk5JPh9CtLncUr-CgWJKbnTU2NPPoh11dZXAw4Y"
+        "gXJq7aJxYMrdq3Ah3W2nremENr5ZwbejwGlON3ITc1vVm_Or9X85XEWR3JYZiJZc"
+        "ChKU_I9_x3Pm"
+    ),
+}
+
+
+@pytest.mark.parametrize(("value", "token"), KNOWN_TOKENS.items())
+def test_tokens_never_change(value: str, token: str) -> None:
+    assert MASKER.mask(value) == token
+
+
+def reference_mask(key: bytes, value: str) -> str:
+    """The construction as the module docstring states it, with the libraries' own HMAC/CBC."""
+    plaintext = value.encode("utf-8")
+    iv = hmac.digest(hmac.digest(key, b"login-etl/v1/synthetic-iv", "sha256"), plaintext, "sha256")
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key[16:]), modes.CBC(iv[:16])).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    key_id = hmac.digest(key, b"login-etl/v1/key-id", "sha256")[:4]
+    signed = b"\x80" + bytes(4) + key_id + iv[:16] + ciphertext
+    return base64.urlsafe_b64encode(signed + hmac.digest(key[:16], signed, "sha256")).decode()
+
+
+@given(texts)
+def test_the_mask_is_the_stated_construction(value: str) -> None:
+    assert MASKER.mask(value) == reference_mask(KEY, value)

