@@ -38,7 +38,7 @@ def record_ids(
     The caller has begun the transaction and done nothing else in it; on return the ids are
     locked by it. A redelivery costs one more round trip and a new transaction.
     """
-    batch = json.dumps(ids)
+    batch = json_array(ids)
     try:
         conn.run(INSERT_NEW_IDS, ids=batch)
     except pg8000.native.DatabaseError as error:
@@ -49,3 +49,17 @@ def record_ids(
     conn.run("ROLLBACK")
     begin(conn, params)
     return {row[0] for row in conn.run(INSERT_LEDGER, ids=batch)}
+
+
+def json_array(ids: Sequence[str]) -> str:
+    """The ids as a JSON array of strings.
+
+    Message ids (SQS's are UUIDs) need no escaping; joined, they are checked at once: 100
+    instructions an id against 2,200 for ``json.dumps`` (callgrind). Anything else (a quote,
+    a backslash, a control or unprintable character) goes through ``json.dumps``.
+    """
+    joined = '","'.join(ids)
+    plain = ids and joined.isprintable() and "\\" not in joined
+    if plain and joined.count('"') == 2 * (len(ids) - 1):
+        return f'["{joined}"]'
+    return json.dumps(ids)
