@@ -106,26 +106,30 @@ def _validate(
     keys, valid, failures = batch.keys, batch.valid, batch.failures
     seen: set[str] = set()
     for message in messages:
-        if message.message_id in keys or message.message_id in failures:
+        message_id, body, sent_timestamp_ms, _, claim, defect = message
+        if message_id in keys or message_id in failures:
             batch.duplicates += 1  # the same message twice in one batch: one effect
             continue
-        try:
-            key = _idempotency_key(message, verify_claim)
-        except InvalidMessageError as error:
-            failures[message.message_id] = Failure(message.message_id, error.reason, error.detail)
-            continue
+        if defect is None and claim is None:
+            key = message_id  # the usual message: _idempotency_key's first case, inline
+        else:
+            try:
+                key = _idempotency_key(message, verify_claim)
+            except InvalidMessageError as error:
+                failures[message_id] = Failure(message_id, error.reason, error.detail)
+                continue
         if key in seen:
             batch.duplicates += 1  # two copies of one redriven message: one effect
             continue
-        keys[message.message_id] = key
+        keys[message_id] = key
         seen.add(key)
         try:
-            event = parse_login(message.body)
-            day = create_date(message.sent_timestamp_ms, today)
+            event = parse_login(body)
+            day = create_date(sent_timestamp_ms, today)
         except InvalidMessageError as error:
-            failures[message.message_id] = Failure(message.message_id, error.reason, error.detail)
+            failures[message_id] = Failure(message_id, error.reason, error.detail)
             continue
-        valid[message.message_id] = (event, day)
+        valid[message_id] = (event, day)
     return batch
 
 

@@ -52,6 +52,29 @@ def test_any_digit_string_is_a_date_or_invalid_never_a_crash(
         assert create_date(raw, TODAY) == datetime.fromtimestamp(value // 1000, tz=UTC).date()
 
 
+MIDNIGHT = 1_700_006_400_000  # 2023-11-15T00:00:00Z in ms
+near_midnight = st.integers(MIDNIGHT - 2, MIDNIGHT + 1).map(str)
+# Text that sorts between two milliseconds of that day without being one of them.
+odd_neighbours = st.sampled_from(
+    ["170000640000:", "17000064000\u0661\u0662", "0" + str(MIDNIGHT), str(MIDNIGHT) + "1"]
+)
+
+
+@given(st.lists(near_midnight | odd_neighbours | st.integers(0, 10**14).map(str), max_size=8))
+def test_a_run_of_timestamps_gets_each_its_own_date(raws: list[str]) -> None:
+    """The last day is kept between calls: each answer must still be the timestamp's own."""
+    for raw in raws:
+        if raw.isdecimal() and raw.isascii():
+            expected: object = datetime.fromtimestamp(int(raw) // 1000, tz=UTC).date()
+        else:
+            expected = InvalidMessageError
+        try:
+            got: object = create_date(raw, TODAY)
+        except InvalidMessageError:
+            got = InvalidMessageError
+        assert got == expected
+
+
 @given(st.text())
 def test_any_text_is_a_date_or_invalid_never_a_crash(raw: str) -> None:
     with contextlib.suppress(InvalidMessageError):

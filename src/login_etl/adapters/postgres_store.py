@@ -10,7 +10,6 @@ new transaction. A refusal that no row can be blamed for raises
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -43,7 +42,6 @@ from login_etl.ports import WriteResult
 _IDLE_CHECK_SECONDS = 30.0
 _COPY_ROWS = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 _DAY_TEXT: dict[date, str] = {}
 _DAY_TEXT_MAX = 1_024
 NULL = "\\N"
@@ -130,20 +128,18 @@ class PostgresLoginStore:
             return self.write(list(zip(keys, rows, strict=True)))
         session = self._connection()
         conn, params = session.conn, session.params
-        given: list[tuple[str, UserLoginRow]] = []
+        made: list[UserLoginRow] = []
         writer = StreamedWrite(conn, params, _COPY_ROWS, keys)
         try:
-            chunk_keys: list[str] = []
-            chunk_lines: list[str] = []
-            for key, row in zip(keys, rows, strict=True):
-                given.append((key, row))
-                chunk_keys.append(key)
-                chunk_lines.append(_copy_line(row))
-                if len(chunk_keys) == STREAM_CHUNK_ROWS:
-                    writer.send(chunk_keys, chunk_lines)
-                    chunk_keys, chunk_lines = [], []
-            if chunk_keys:
-                writer.send(chunk_keys, chunk_lines)
+            lines: list[str] = []
+            for _, row in zip(keys, rows, strict=True):  # one row per id, or ValueError
+                made.append(row)
+                lines.append(_copy_line(row))
+                if len(lines) == STREAM_CHUNK_ROWS:
+                    writer.send(len(made) - len(lines), lines)
+                    lines = []
+            if lines:
+                writer.send(len(made) - len(lines), lines)
         except BaseException:
             writer.abort()  # the COPY fails, nothing commits; the connection's state is unknown
             self.close()
@@ -158,6 +154,7 @@ class PostgresLoginStore:
                 if not is_row_level(state):
                     raise
             conn.run("ROLLBACK")
+            given = list(zip(keys, made, strict=True))
             return WriteResult(rejected=find_refused_rows(conn, params, given, state))
         except (pg8000.native.InterfaceError, OSError):
             self.close()
@@ -212,7 +209,8 @@ def _copy_line(row: UserLoginRow) -> str:
 
     The date's text is kept per day (``{date}`` in an f-string formats it anew: a quarter of
     this function), and the three free-text fields are searched for characters to escape in
-    one go, as they rarely have any (callgrind: 15,100 instructions a line down to 8,200).
+    one go, four ``in`` rather than a regex, as they rarely have any (callgrind: 15,100
+    instructions a line down to 8,200, then 7,000).
     """
     user_id, device_type, ip, device_id, locale, version, day = row
     day_text = _DAY_TEXT.get(day)
@@ -220,7 +218,8 @@ def _copy_line(row: UserLoginRow) -> str:
         day_text = day.isoformat()
         if len(_DAY_TEXT) < _DAY_TEXT_MAX:
             _DAY_TEXT[day] = day_text
-    if _NEEDS_ESCAPE.search(f"{user_id}{device_type}{locale or ''}") is not None:
+    free_text = f"{user_id}{device_type}{locale or ''}"
+    if "\\" in free_text or "\t" in free_text or "\n" in free_text or "\r" in free_text:
         user_id, device_type = _copy_text(user_id), _copy_text(device_type)
         locale = None if locale is None else _copy_text(locale)
     text = NULL if locale is None else locale

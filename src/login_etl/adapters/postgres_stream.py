@@ -50,16 +50,16 @@ class StreamedWrite:
         keys: Sequence[str],
     ) -> None:
         self._conn, self._params, self._copy, self._keys = conn, params, copy_statement, keys
-        self._chunks: SimpleQueue[tuple[list[str], list[str]] | str] = SimpleQueue()
+        self._chunks: SimpleQueue[tuple[int, list[str]] | str] = SimpleQueue()
         self._error: BaseException | None = None
         self.written = 0
         self.duplicates = 0
         self._thread = threading.Thread(target=self._run, name="login-etl-writer", daemon=True)
         self._thread.start()
 
-    def send(self, keys: list[str], lines: list[str]) -> None:
-        """Hand over the COPY lines of some rows (in the order of the ids given first)."""
-        self._chunks.put((keys, lines))
+    def send(self, start: int, lines: list[str]) -> None:
+        """Hand over the COPY lines of the rows of ids ``start``, ``start + 1``, ..."""
+        self._chunks.put((start, lines))
 
     def finish(self) -> None:
         """Wait for COPY and COMMIT; raise what the writer raised (DatabaseError, ...)."""
@@ -95,10 +95,12 @@ class StreamedWrite:
                 if chunk == _END:
                     return
                 raise AbortedError("the batch was abandoned while its rows were being made")
-            keys, lines = chunk
-            if seen and not seen.isdisjoint(keys):
-                lines = [line for key, line in zip(keys, lines, strict=True) if key not in seen]
-                self.duplicates += len(keys) - len(lines)
+            start, lines = chunk
+            if seen:
+                keys = self._keys[start : start + len(lines)]
+                if not seen.isdisjoint(keys):
+                    lines = [line for key, line in zip(keys, lines, strict=True) if key not in seen]
+                    self.duplicates += len(keys) - len(lines)
             self.written += len(lines)
             if lines:
                 yield "".join(lines)

@@ -18,6 +18,10 @@ _MAX_DIGITS = len(str(_MAX_MS))
 # function (callgrind). Bounded, though it grows by one entry a day.
 _DATES: dict[int, date] = {}
 _DATES_MAX = 1_024
+# The day of the last timestamp: its first millisecond and the next day's, as decimal text of
+# the same length (compared as text, equal-length digit strings order as numbers) and the date.
+# Most timestamps of a batch fall in it: 4,300 instructions down to 1,300 (callgrind).
+_last_day: tuple[str, str, date | None] = ("", "", None)
 
 
 def create_date(sent_timestamp_ms: str | None, today: date) -> date:
@@ -27,6 +31,20 @@ def create_date(sent_timestamp_ms: str | None, today: date) -> date:
     """
     if sent_timestamp_ms is None:
         return today
+    first, after, known = _last_day
+    if (
+        first <= sent_timestamp_ms < after
+        and len(sent_timestamp_ms) == len(first)
+        and sent_timestamp_ms.isdecimal()
+        and sent_timestamp_ms.isascii()
+        and known is not None
+    ):
+        return known
+    return _create_date(sent_timestamp_ms)
+
+
+def _create_date(sent_timestamp_ms: str) -> date:
+    global _last_day  # noqa: PLW0603 - a one-entry cache
     if not sent_timestamp_ms.isdecimal() or not sent_timestamp_ms.isascii():
         raise InvalidMessageError(Reason.INVALID_SENT_TIMESTAMP, "SentTimestamp is not an integer")
     digits = sent_timestamp_ms
@@ -47,6 +65,9 @@ def create_date(sent_timestamp_ms: str | None, today: date) -> date:
         day = date.fromordinal(_EPOCH_ORDINAL + number)
         if len(_DATES) < _DATES_MAX:
             _DATES[number] = day
+    first, after = str(number * _MS_PER_DAY), str((number + 1) * _MS_PER_DAY)
+    if len(first) == len(after) == len(sent_timestamp_ms):
+        _last_day = (first, after, day)
     return day
 
 
