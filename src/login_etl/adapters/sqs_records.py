@@ -38,9 +38,13 @@ def to_queue_messages(records: object) -> list[QueueMessage]:
     messages = []
     for record in records:
         if type(record) is dict:
-            message_id = record.get("messageId")
-            body = record.get("body")
-            attributes = record.get("attributes")
+            try:  # subscripts, not .get: a third of the cost of these lines
+                message_id = record["messageId"]
+                body = record["body"]
+                attributes = record["attributes"]
+            except KeyError:
+                messages.append(to_queue_message(record))
+                continue
             if (
                 type(message_id) is str
                 and message_id

@@ -43,6 +43,11 @@ _scan_object: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_on
 # three int() were 4,000 instructions a message (callgrind). Bounded: values are inputs.
 _KNOWN_VERSIONS: dict[str, int] = {}
 _KNOWN_VERSIONS_MAX = 4_096
+# The limits as plain names for the inline checks (a dict lookup each, otherwise).
+_KEY_COUNT = len(REQUIRED_KEYS)
+_MAX_USER_ID, _MAX_DEVICE_TYPE, _MAX_LOCALE = (
+    MAX_CHARS[k] for k in ("user_id", "device_type", "locale")
+)
 
 
 def parse_login(body: str) -> LoginEvent:
@@ -58,7 +63,7 @@ def parse_login(body: str) -> LoginEvent:
     payload = _json(body)
     # Six keys, all six found: the key set is right (2,000 instructions fewer than comparing
     # the key view with REQUIRED_KEYS). A missing one means another is there instead.
-    if type(payload) is dict and len(payload) == len(REQUIRED_KEYS) and body.isascii():
+    if type(payload) is dict and len(payload) == _KEY_COUNT and body.isascii():
         try:
             user_id = payload["user_id"]
             device_type = payload["device_type"]
@@ -71,12 +76,12 @@ def parse_login(body: str) -> LoginEvent:
         if (
             "\\" not in body
             and type(user_id) is str
-            and 0 < len(user_id) <= MAX_CHARS["user_id"]
+            and 0 < len(user_id) <= _MAX_USER_ID
             and type(device_type) is str
-            and 0 < len(device_type) <= MAX_CHARS["device_type"]
+            and 0 < len(device_type) <= _MAX_DEVICE_TYPE
             and type(device_id) is str
             and 0 < len(device_id) <= MAX_DEVICE_ID_BYTES  # ASCII: one byte a character
-            and (locale is None or (type(locale) is str and 0 < len(locale) <= MAX_CHARS["locale"]))
+            and (locale is None or (type(locale) is str and 0 < len(locale) <= _MAX_LOCALE))
             and type(ip) is str
             and _CANONICAL_IPV4.fullmatch(ip) is not None
             and type(version) is str
