@@ -18,6 +18,7 @@ from login_etl.adapters.postgres_connection import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
 MAX_SQS_WAIT_S = 20
+MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S = 60, 1_209_600  # MessageRetentionPeriod's bounds
 # Every data key ever made, one SSM parameter each (`login-etl keys`); the function reads none.
 DEFAULT_KEYRING_PATH = "/login-etl/data-keys"
 # Bound into every data key: a ciphertext made for something else will not decrypt here.
@@ -46,6 +47,21 @@ class Settings:
     drain_wait_s: int
     drain_receives_per_batch: int
     drain_safety_margin_ms: int
+    queue_retention_s: int
+    dlq_retention_s: int
+    ledger_retention_margin_s: int
+    ledger_prune_batch_rows: int
+
+    @property
+    def ledger_retention_s(self) -> int:
+        """How long a message id must stay in the ledger: as long as it can come back.
+
+        A message can be received until its queue's retention ends; dead-lettered, until the
+        DLQ's retention ends (counted from the original enqueue on standard queues, from the
+        move on FIFO ones, so after up to one more queue retention); redriven, its copy lives a
+        queue retention more. Hence 2 x queue + DLQ retention, plus a margin.
+        """
+        return 2 * self.queue_retention_s + self.dlq_retention_s + self.ledger_retention_margin_s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +82,11 @@ class Settings:
             drain_wait_s=int(_number(env, "DRAIN_WAIT_SECONDS", 2)),
             drain_receives_per_batch=int(_number(env, "DRAIN_RECEIVES_PER_BATCH", 10)),
             drain_safety_margin_ms=int(_number(env, "DRAIN_SAFETY_MARGIN_MS", 10_000)),
+            # The SQS maximum by default: a longer window than needed costs only disk.
+            queue_retention_s=int(_number(env, "QUEUE_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
+            dlq_retention_s=int(_number(env, "DLQ_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
+            ledger_retention_margin_s=int(_number(env, "LEDGER_RETENTION_MARGIN_SECONDS", 86_400)),
+            ledger_prune_batch_rows=int(_number(env, "LEDGER_PRUNE_BATCH_ROWS", 5_000)),
         )
         if not (settings.database_url or settings.database_secret_arn):
             raise ConfigurationError("set DATABASE_URL or DATABASE_SECRET_ARN")
@@ -78,6 +99,15 @@ class Settings:
             raise ConfigurationError(f"DRAIN_WAIT_SECONDS must be 0-{MAX_SQS_WAIT_S}")
         if settings.drain_receives_per_batch < 1:
             raise ConfigurationError("DRAIN_RECEIVES_PER_BATCH must be at least 1")
+        if min(settings.queue_retention_s, settings.dlq_retention_s) < MIN_SQS_RETENTION_S:
+            raise ConfigurationError(
+                f"QUEUE_RETENTION_SECONDS and DLQ_RETENTION_SECONDS must be at least"
+                f" {MIN_SQS_RETENTION_S} (the SQS minimum): set them to the queues' retention"
+            )
+        if settings.ledger_retention_margin_s < 0 or settings.ledger_prune_batch_rows < 1:
+            raise ConfigurationError(
+                "LEDGER_RETENTION_MARGIN_SECONDS must be >= 0 and LEDGER_PRUNE_BATCH_ROWS >= 1"
+            )
         if settings.db_sslmode not in SSL_MODES:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}")
         return settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +28,15 @@ class LoginStore(Protocol):
 
     def write(self, rows: Sequence[tuple[str, UserLoginRow]]) -> WriteResult:
         """Write (message id, row) pairs; message ids are unique within one call."""
+        ...
+
+
+class LedgerPruner(Protocol):
+    """Forgets ledger entries older than the window in which a message can come back."""
+
+    def prune(self, retention_s: float, batch_rows: int, keep_going: Callable[[], bool]) -> int:
+        """Delete entries older than ``retention_s`` a batch at a time while ``keep_going()``
+        says so and old entries remain; the number deleted."""
         ...
 
 

@@ -16,7 +16,7 @@ import pg8000.exceptions
 
 from login_etl.config import ConfigurationError
 from login_etl_tools.audit import AuditError
-from login_etl_tools.commands import db, pii, queue, report, run, stack
+from login_etl_tools.commands import db, ledger, pii, queue, report, run, stack
 from login_etl_tools.commands.common import UserError, redact, target_stack
 
 
@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="login-etl", description=__doc__.split("\n\n")[0])
     top.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = top.add_subparsers(required=True, metavar="COMMAND")
-    for module in (stack, run, queue, report, pii, db):
+    for module in (stack, run, queue, report, pii, db, ledger):
         module.register(commands)
     return top
 

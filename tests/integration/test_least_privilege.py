@@ -203,7 +203,10 @@ def test_the_function_loads_through_its_role_and_cannot_read_back(
 
     assert refused(users.function, "SELECT masked_ip FROM user_logins") == "42501"
     assert refused(users.function, "SELECT * FROM user_logins_decoded") == "42501"
-    assert refused(users.function, "DELETE FROM login_etl_processed_messages") == "42501"
+    assert refused(users.function, "DELETE FROM user_logins") == "42501"
+    assert refused(users.function, "UPDATE login_etl_processed_messages SET message_id = 'x'") == (
+        "42501"
+    )
     unmask = login_etl(users.function, "unmask", "--where", "user_id=u0", cwd=tmp_path)
     assert unmask.returncode == 1
     assert unmask.stdout == ""
@@ -223,6 +226,24 @@ def test_the_function_isolates_a_refused_row_through_its_role(
     assert len(response["batchItemFailures"]) == 1
     with database(users.admin) as admin:
         assert admin.run("SELECT user_id FROM user_logins ORDER BY 1") == [["u0"], ["u2"]]
+
+
+def test_the_function_prunes_its_ledger_through_its_role(
+    users: Users, queue: Provisioned, keys: KeyStore
+) -> None:
+    load(queue, users, 3)
+    with database(users.admin) as admin:
+        admin.run(
+            "UPDATE login_etl_processed_messages SET processed_at = now() - interval '90 days'"
+            " WHERE message_id IN (SELECT message_id FROM login_etl_processed_messages LIMIT 2)"
+        )
+    with patched_environ({"DATABASE_URL": users.function}):
+        summary = lambda_handler({"action": "prune-ledger"}, LocalContext())
+
+    assert summary["deleted"] == 2
+    with database(users.admin) as admin:
+        assert admin.run("SELECT count(*) FROM login_etl_processed_messages") == [[1]]
+        assert admin.run("SELECT count(*) FROM user_logins") == [[3]]
 
 
 def test_the_function_skips_a_redelivered_message_through_its_role(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pg8000.native
 
@@ -32,6 +32,7 @@ from login_etl.adapters.postgres_isolation import find_refused_rows, is_row_leve
 from login_etl.adapters.postgres_schema import (
     COLUMNS,
     INSERT_LEDGER,
+    PRUNE_LEDGER_BATCH,
     SCHEMA_LOCK_KEY,
     SCHEMA_STATEMENTS,
     TABLE,
@@ -84,6 +85,26 @@ class PostgresLoginStore:
             raise
         finally:
             self._last_used = time.monotonic()
+
+    def prune(self, retention_s: float, batch_rows: int, keep_going: Callable[[], bool]) -> int:
+        """Delete ledger entries older than ``retention_s``, one short transaction a batch."""
+        session = self._connection()
+        deleted = 0
+        try:
+            while keep_going():
+                begin(session.conn, session.params)
+                session.conn.run(PRUNE_LEDGER_BATCH, retention_s=retention_s, rows=batch_rows)
+                batch = session.conn.row_count
+                session.conn.run("COMMIT")
+                deleted += batch
+                if batch < batch_rows:
+                    break
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._last_used = time.monotonic()
+        return deleted
 
     def close(self) -> None:
         """Drop the connection, ignoring errors from a connection that is already gone."""
