@@ -16,7 +16,7 @@ EVENT ?= events/sqs-batch.json
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check clean build invoke bench bench-refusals build-LoginEtlFunction
+.PHONY: help install run test lint check clean build invoke bench bench-refusals bench-ledger build-LoginEtlFunction
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server),
 bench: $(STAMP) $(SAM_BUILT)  ## throughput vs the limit and a typical handler, cold start, RSS (docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
+
+bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,50000000"), pruning beside them
+	$(BIN)/python -m login_etl_tools.bench_ledger $(ARGS)
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
 	$(BIN)/python -m login_etl_tools.bench_refusals $(ARGS)
