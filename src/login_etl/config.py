@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from login_etl.adapters.postgres_connection import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
+DB_AUTH_MODES = ("password", "iam")
 MAX_SQS_WAIT_S = 20
 MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S = 60, 1_209_600  # MessageRetentionPeriod's bounds
 # Every data key ever made, one SSM parameter each (`login-etl keys`); the function reads none.
@@ -36,6 +37,8 @@ class Settings:
     database_url: str | None = field(repr=False)  # it holds the password
     database_secret_arn: str | None
     db_sslmode: str
+    db_auth: str
+    db_host: str | None
     db_connect_timeout_s: float
     db_statement_timeout_ms: int
     data_key_ciphertext: str | None
@@ -71,6 +74,8 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             db_sslmode=env.get("DB_SSLMODE", "disable"),
+            db_auth=env.get("DB_AUTH", "password"),
+            db_host=env.get("DB_HOST") or None,
             db_connect_timeout_s=_number(env, "DB_CONNECT_TIMEOUT_SECONDS", 5.0),
             db_statement_timeout_ms=int(_number(env, "DB_STATEMENT_TIMEOUT_MS", 60_000)),
             data_key_ciphertext=env.get("DATA_KEY_CIPHERTEXT") or None,
@@ -110,6 +115,10 @@ class Settings:
             )
         if settings.db_sslmode not in SSL_MODES:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}")
+        if settings.db_auth not in DB_AUTH_MODES:
+            raise ConfigurationError(f"DB_AUTH must be one of {', '.join(DB_AUTH_MODES)}")
+        if settings.db_auth == "iam" and settings.db_sslmode == "disable":
+            raise ConfigurationError("DB_AUTH=iam needs TLS: set DB_SSLMODE=verify-full")
         return settings
 
 
@@ -117,7 +126,7 @@ def connection_params_from_url(url: str, settings: Settings) -> ConnectionParams
     """``postgresql://user:password@host:port/database`` -> connection parameters."""
     parts = parse_database_url(url)
     return ConnectionParams(
-        host=parts.host,
+        host=settings.db_host or parts.host,
         port=parts.port,
         user=parts.user,
         password=parts.password,
@@ -226,10 +235,11 @@ def connection_params_from_secret(
     """An RDS-style Secrets Manager secret (host, port, username, password, dbname)."""
     try:
         return ConnectionParams(
-            host=str(secret["host"]),
+            host=settings.db_host or str(secret["host"]),
             port=int(str(secret.get("port", 5432))),
             user=str(secret["username"]),
-            password=str(secret["password"]),
+            # IAM authentication needs no stored password: a token replaces it at connect.
+            password=str(secret["password"] if settings.db_auth == "password" else ""),
             database=str(secret.get("dbname", "postgres")),
             sslmode=settings.db_sslmode,
             connect_timeout_s=settings.db_connect_timeout_s,

@@ -34,7 +34,7 @@ def fill(params: ConnectionParams, size: int) -> None:
     store = PostgresLoginStore(params)
     store.write([("first", ROW)])  # the function's own DDL
     store.close()
-    conn = connect(params)
+    conn = connect(replace(params, statement_timeout_ms=0))  # filling 50 M takes minutes
     conn.run(
         "INSERT INTO login_etl_processed_messages (message_id, processed_at)"
         " SELECT gen_random_uuid()::text, now() - (CAST(:size - g AS double precision)"

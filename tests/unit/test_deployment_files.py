@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cfnlint.decode import cfn_yaml
 
@@ -42,6 +45,18 @@ def test_runtime_is_a_current_python_on_one_architecture() -> None:
     assert function["Architectures"] == ["arm64"]  # the Makefile builds aarch64 wheels
 
 
+def unconditional(statements: list[Any]) -> list[dict[str, Any]]:
+    """The statements, with each optional one (``Fn::If``: statement or nothing) included."""
+    found = []
+    for statement in statements:
+        if "Fn::If" in statement:
+            _, when_on, _ = statement["Fn::If"]
+            found.append(when_on)
+        else:
+            found.append(statement)
+    return found
+
+
 def test_no_iam_statement_allows_every_resource() -> None:
     documents = [p["PolicyDocument"] for p in RESOURCES["LoginEtlRole"]["Properties"]["Policies"]]
     documents += [
@@ -49,7 +64,7 @@ def test_no_iam_statement_allows_every_resource() -> None:
         for resource in RESOURCES.values()
         if resource["Type"] == "AWS::IAM::ManagedPolicy"
     ]
-    statements = [statement for document in documents for statement in document["Statement"]]
+    statements = [s for document in documents for s in unconditional(document["Statement"])]
     assert len(documents) == 3
     assert all(statement["Resource"] != "*" for statement in statements)
     context = {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()}
@@ -62,12 +77,59 @@ def test_the_function_cannot_make_or_list_keys() -> None:
     role = RESOURCES["LoginEtlRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     actions = {
         a
-        for s in role["Statement"]
+        for s in unconditional(role["Statement"])
         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
     assert "kms:GenerateDataKey" not in actions
     assert "ssm:GetParametersByPath" not in actions
     assert "ssm:PutParameter" not in actions
+
+
+def test_iam_database_authentication_reaches_one_user_only() -> None:
+    role = RESOURCES["LoginEtlRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    connect = [s for s in unconditional(role["Statement"]) if s["Action"] == "rds-db:connect"]
+    assert len(connect) == 1
+    arn = connect[0]["Resource"]["Fn::Sub"][0]
+    assert arn.endswith(":dbuser:${Id}/${DbIamUser}")  # one user, never dbuser:*/*
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["DbAuth=iam", "DbIamUser=lambda", "DbResourceId=db-ABCDEFGH", "DbSslMode=verify-full"],
+        [
+            "EnableRdsProxy=true",
+            "DbInstanceIdentifier=logins",
+            "SubnetIds=subnet-12345678",
+            "SecurityGroupIds=sg-12345678",
+            "DbSslMode=verify-full",
+        ],
+        [
+            "EnableRdsProxy=true",
+            "DbAuth=iam",
+            "DbIamUser=lambda",
+            "DbInstanceIdentifier=logins",
+            "SubnetIds=subnet-12345678",
+            "DbSslMode=verify-full",
+        ],
+    ],
+)
+def test_the_template_lints_clean_with_each_database_option(options: list[str]) -> None:
+    secret = "DatabaseSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
+    lint = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cfn-lint")),
+            str(ROOT / "template.yaml"),
+            "--parameters",
+            secret,
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_both_triggers_exist_and_can_be_switched_off() -> None:
