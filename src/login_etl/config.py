@@ -223,10 +223,12 @@ def _host_and_port(hostport: str) -> tuple[str, int]:
 def _decode(text: str) -> str:
     if _BAD_ESCAPE.search(text):
         raise ConfigurationError(URL_ESCAPE) from None
-    try:
-        return unquote(text, errors="strict")
-    except UnicodeDecodeError:  # its text quotes the bytes
+    # Not raised inside an ``except``: even ``from None`` keeps the caught UnicodeDecodeError
+    # (which quotes the bytes) as ``__context__``, where error reporters look (found in review).
+    decoded = unquote(text, errors="surrogateescape")  # bytes that are not UTF-8 -> U+DC80-DCFF
+    if any("\udc80" <= char <= "\udcff" for char in decoded):
         raise ConfigurationError(URL_ESCAPE) from None
+    return decoded
 
 
 def connection_params_from_secret(

@@ -91,7 +91,11 @@ def _copy(
     }
     if fifo:
         entry["MessageGroupId"] = message.get("Attributes", {}).get("MessageGroupId", "redrive")
-        entry["MessageDeduplicationId"] = original
+        # This DLQ message's own id, not the original's: SQS refuses (silently, for 5 minutes)
+        # a deduplication id it has seen, even for a message since deleted, so a copy that was
+        # dead-lettered again and redriven within 5 minutes would vanish. Exactly-once is the
+        # ledger's job, through the signed claim (found in review).
+        entry["MessageDeduplicationId"] = message["MessageId"]
     return entry
 
 

@@ -75,5 +75,8 @@ SCHEMA_LOCK_KEY = 0x6C6F67696E45544C  # "loginETL"
 SCHEMA_STATEMENTS = (
     (TABLE, CREATE_TABLE),
     (LEDGER, CREATE_LEDGER),
-    ("user_logins_decoded", CREATE_DECODED_VIEW),
 )
+# For analysts only, so never on the write path's critical path: an existing table whose
+# app_version is not an integer, or a user without CREATE, gets no view and still takes rows.
+DECODED_VIEW = "user_logins_decoded"
+OPTIONAL_SCHEMA_STATEMENTS = ((DECODED_VIEW, CREATE_DECODED_VIEW),)

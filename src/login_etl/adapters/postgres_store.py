@@ -32,6 +32,7 @@ from login_etl.adapters.postgres_isolation import find_refused_rows, is_row_leve
 from login_etl.adapters.postgres_schema import (
     COLUMNS,
     INSERT_LEDGER,
+    OPTIONAL_SCHEMA_STATEMENTS,
     PRUNE_LEDGER_BATCH,
     SCHEMA_LOCK_KEY,
     SCHEMA_STATEMENTS,
@@ -63,7 +64,7 @@ class PostgresLoginStore:
         conn, params = session.conn, session.params
         try:
             try:
-                begin(conn, params)
+                session.backend_pid = begin(conn, params)
                 written = self._insert(conn, rows)
                 conn.run("COMMIT")
                 return WriteResult(written=written, duplicates=len(rows) - written)
@@ -73,7 +74,7 @@ class PostgresLoginStore:
                     raise
             # After a failed COMMIT the transaction is already gone; ROLLBACK only warns.
             conn.run("ROLLBACK")
-            return WriteResult(rejected=find_refused_rows(conn, params, rows, state))
+            return WriteResult(rejected=find_refused_rows(session, rows, state))
         except (pg8000.native.InterfaceError, OSError):
             # The client gave up or lost the line: the server may still run the statement and
             # hold its locks. End that session before the retry waits on them.
@@ -92,7 +93,7 @@ class PostgresLoginStore:
         deleted = 0
         try:
             while keep_going():
-                begin(session.conn, session.params)
+                session.backend_pid = begin(session.conn, session.params)
                 session.conn.run(PRUNE_LEDGER_BATCH, retention_s=retention_s, rows=batch_rows)
                 batch = session.conn.row_count
                 session.conn.run("COMMIT")
@@ -144,6 +145,8 @@ def ensure_schema(conn: pg8000.native.Connection, params: ConnectionParams | Non
     """Create what is missing, under an advisory lock so concurrent cold starts do not race.
 
     ``params``: run under the function's statement timeout (the operator tools pass none).
+    The optional objects (the analysts' view) are tried under a savepoint: one that cannot be
+    made is left out, never a reason to stop writing.
     """
     if params is None:
         conn.run("START TRANSACTION")
@@ -154,6 +157,14 @@ def ensure_schema(conn: pg8000.native.Connection, params: ConnectionParams | Non
         for name, statement in SCHEMA_STATEMENTS:
             if not table_exists(conn, name):
                 conn.run(statement)
+        for name, statement in OPTIONAL_SCHEMA_STATEMENTS:
+            if not table_exists(conn, name):
+                conn.run("SAVEPOINT optional_object")
+                try:
+                    conn.run(statement)
+                except pg8000.native.DatabaseError:
+                    conn.run("ROLLBACK TO SAVEPOINT optional_object")
+                conn.run("RELEASE SAVEPOINT optional_object")
         conn.run("COMMIT")
     except BaseException:
         conn.run("ROLLBACK")
