@@ -51,7 +51,7 @@ run: $(STAMP)  ## start a local stack, send sample messages, load them through t
 test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
 
-bench: $(STAMP) $(SAM_BUILT)  ## throughput vs the limit and a typical handler, cold start, RSS (docs/)
+bench: $(STAMP) $(SAM_BUILT)  ## throughput, cold start, RSS into .bench/ (ARGS=--record: docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
 

@@ -34,6 +34,7 @@ from login_etl_tools.keys import KeyStore
 from login_etl_tools.provisioning import Provisioned
 from login_etl_tools.seeding import send_bodies
 from login_etl_tools.stack import LocalStack, patched_environ
+from tests.cli_helpers import without_target_line
 from tests.sqs_helpers import receive_event
 
 DATABASE = "login_etl_roles"
@@ -115,8 +116,11 @@ def database(url: str) -> pg8000.native.Connection:
 
 
 def login_etl(url: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """``login-etl ARGS`` in its own process, as the database user of ``url``."""
-    return subprocess.run(
+    """``login-etl ARGS`` in its own process, as the database user of ``url``.
+
+    stderr without the line naming the target: these tests are about what follows it.
+    """
+    result = subprocess.run(
         [sys.executable, "-m", "login_etl_tools.cli", *args],
         input=stdin,
         capture_output=True,
@@ -126,6 +130,8 @@ def login_etl(url: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.Co
         timeout=300,
         check=False,
     )
+    result.stderr = without_target_line(result.stderr)
+    return result
 
 
 def load(queue: Provisioned, users: Users, count: int) -> dict[str, Any]:

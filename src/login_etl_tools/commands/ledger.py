@@ -12,30 +12,30 @@ from typing import Any
 
 from login_etl.adapters.postgres_store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
-from login_etl_tools.commands.common import UserError
+from login_etl_tools.commands.arguments import actions, add_command, int_between
+from login_etl_tools.commands.common import POSTGRES, database_url
 
 
 def register(commands: Any) -> None:
     """Add ``ledger`` to the subcommands."""
-    ledger = commands.add_parser(
-        "ledger",
-        help="prune: delete exactly-once ledger entries older than the retention window"
-        " (2 x QUEUE_RETENTION_SECONDS + DLQ_RETENTION_SECONDS + a margin: 43 days by default)",
+    ledger = add_command(commands, "ledger", "the exactly-once ledger: prune")
+    prune = add_command(
+        actions(ledger),
+        "prune",
+        "delete ledger entries older than the retention window",
+        "The window is 2 x QUEUE_RETENTION_SECONDS + DLQ_RETENTION_SECONDS +\n"
+        "LEDGER_RETENTION_MARGIN_SECONDS (43 days with the defaults); the deployed function\n"
+        "prunes hourly by itself. Needs DELETE on login_etl_processed_messages.",
     )
-    ledger.add_argument("action", choices=("prune",))
-    ledger.add_argument(
-        "--batch-rows", type=int, default=5_000, help="entries per transaction (default 5000)"
+    prune.add_argument(
+        "--batch-rows", type=int_between(1), default=5_000, help="entries per transaction"
     )
-    ledger.set_defaults(command=ledger_command)
+    prune.set_defaults(command=ledger_command, needs=(POSTGRES,))
 
 
 def ledger_command(args: argparse.Namespace) -> int:
     """Prune, then say how many entries went and what the window was."""
-    if args.batch_rows < 1:
-        raise UserError("--batch-rows must be at least 1")
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        raise UserError("set DATABASE_URL (a user with DELETE on login_etl_processed_messages)")
+    url = database_url("a user with DELETE on login_etl_processed_messages")
     # The retention and database settings, as the function reads them; no data key is used.
     settings = Settings.from_env({"DATA_KEY_CIPHERTEXT": "-", **os.environ})
     store = PostgresLoginStore(connection_params_from_url(url, settings))
