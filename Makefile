@@ -69,7 +69,7 @@ lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sa
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --region us-east-1
 
-check: lint test  ## everything CI runs
+check: lint test  ## lint + test (CI then runs test-sam-local and run)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam build dist src/*.egg-info
