@@ -39,10 +39,13 @@ def test_queue_visibility_is_six_times_every_allowed_function_timeout() -> None:
     assert all(entry["Seconds"] == 6 * int(timeout) for timeout, entry in mapping.items())
 
 
-def test_runtime_is_a_current_python_on_one_architecture() -> None:
+def test_runtime_is_a_current_python_on_one_architecture_arm64_by_default() -> None:
     function = TEMPLATE["Globals"]["Function"]
     assert function["Runtime"] in {"python3.12", "python3.13"}
-    assert function["Architectures"] == ["arm64"]  # the Makefile builds aarch64 wheels
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    parameter = TEMPLATE["Parameters"]["Architecture"]
+    assert parameter["Default"] == "arm64"  # what is deployed unless someone says otherwise
+    assert set(parameter["AllowedValues"]) == {"arm64", "x86_64"}
 
 
 def unconditional(statements: list[Any]) -> list[dict[str, Any]]:
@@ -160,6 +163,18 @@ def test_samconfig_has_a_deploy_and_a_local_environment() -> None:
     assert (ROOT / local["event"]).is_file()
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert local["docker_network"] == compose["networks"]["default"]["name"]
+
+
+def test_sam_local_environment_invokes_the_host_build_without_a_registry() -> None:
+    # `make test-sam-local` (login_etl_tools.sam_local) reads these and writes the env file.
+    local = SAMCONFIG["sam-local"]
+    build, invoke = local["build"]["parameters"], local["local_invoke"]["parameters"]
+    assert invoke["template_file"] == f"{build['build_dir']}/template.yaml"
+    assert invoke["skip_pull_image"] is True  # no registry in CI: SAM must not ask one
+    assert invoke["env_vars"].startswith(".aws-sam/")  # generated, never committed
+    assert "Architecture" not in invoke["parameter_overrides"]  # the host's, added at run time
+    overrides = dict(pair.split("=", 1) for pair in invoke["parameter_overrides"].split())
+    assert set(overrides) <= set(TEMPLATE["Parameters"])
 
 
 def test_compose_runs_localstack_and_postgres_with_the_exact_table() -> None:
