@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-sam-local lint check clean clean-sam-local build invoke bench \
-        bench-refusals bench-ledger build-LoginEtlFunction
+        bench-instructions bench-refusals bench-ledger build-LoginEtlFunction
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,9 +55,12 @@ test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server),
 test-sam-local: $(STAMP) $(TOOLS_STAMP)  ## sam local invoke of every event in a Lambda container (root: starts Docker)
 	$(BIN)/python -m login_etl_tools.sam_local --sam $(SAM) --python $(LAMBDA_PYTHON) -- $(ARGS)
 
-bench: $(STAMP) $(SAM_BUILT)  ## throughput, cold start, RSS into .bench/ (ARGS=--record: docs/)
+bench: $(STAMP) $(SAM_BUILT)  ## interleaved: vs the serial floor and a typical handler; instructions, cold start, RSS (.bench/; ARGS=--record: docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
+
+bench-instructions: $(STAMP)  ## instructions per message of the handler and the floor's parts (valgrind callgrind)
+	$(BIN)/python -m login_etl_tools.bench_instructions $(ARGS)
 
 bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,50000000"), pruning beside them
 	$(BIN)/python -m login_etl_tools.bench_ledger $(ARGS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from login_etl_tools.benchmark import ROOT, output_dir
+from login_etl_tools.benchmark import RECORD_DIR, RESULTS_DIR, ROOT
 
 
 def ignored_by_git(path: str) -> bool:
@@ -13,13 +13,11 @@ def ignored_by_git(path: str) -> bool:
 
 
 def test_results_go_to_an_ignored_directory_by_default() -> None:
-    default = output_dir([])
-
-    assert default != ROOT / "docs"
-    assert ignored_by_git(str((default / "benchmark.json").relative_to(ROOT)))
-    assert ignored_by_git(str(output_dir(["--quick"]).relative_to(ROOT) / "benchmark.png"))
+    assert RESULTS_DIR != RECORD_DIR
+    for name in ("benchmark.json", "benchmark.png", "instructions.json"):
+        assert ignored_by_git(str((RESULTS_DIR / name).relative_to(ROOT)))
 
 
 def test_recording_is_asked_for() -> None:
-    assert output_dir(["--record"]) == ROOT / "docs"
+    assert RECORD_DIR == ROOT / "docs"
     assert not ignored_by_git("docs/benchmark.json")
