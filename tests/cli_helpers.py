@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from login_etl_tools.commands.common import TARGET_LINE
+from login_etl_tools.event_source_mapping import HANG_GUARD_S as EMULATION_HANG_GUARD_S
 
 # The session fixture's stack, which the command must not see: it finds or starts its own.
 STACK_VARIABLES = ("AWS_ENDPOINT_URL", "DATABASE_URL", "QUEUE_URL", "DLQ_URL", "DATA_KEY_PARAMETER")
 # Every process a marked command starts inherits this variable: moto, pg_ctl, the postmaster.
 MARKER = "LOGIN_ETL_TEST_MARKER"
 # Generous: only a hung command reaches it; a slow machine does not.
-HANG_GUARD_S = 600
+HANG_GUARD_S = int(EMULATION_HANG_GUARD_S)
 
 
 def command_env(env: Mapping[str, str] | None = None) -> dict[str, str]:

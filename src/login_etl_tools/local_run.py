@@ -9,6 +9,7 @@ before is counted apart.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,10 +80,16 @@ def deliver(
     """
     from login_etl.handler import lambda_handler  # noqa: PLC0415 - after logging env is set
 
+    # No time limit: the redrive policy empties any queue in the end, and Ctrl-C stops it.
     if mode == "schedule":
-        return run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch)
+        return run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch, max_seconds=math.inf)
     return run_event_source_mapping(
-        sqs, queue_url, lambda_handler, batch_size=batch_size, on_batch=on_batch
+        sqs,
+        queue_url,
+        lambda_handler,
+        batch_size=batch_size,
+        on_batch=on_batch,
+        max_seconds=math.inf,
     )
 
 
