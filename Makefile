@@ -16,10 +16,11 @@ EVENT ?= events/sqs-batch.json
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check clean build invoke bench bench-instructions bench-refusals build-LoginEtlFunction
+.PHONY: help install run test test-sam-local lint check clean clean-sam-local build invoke bench \
+        bench-instructions bench-refusals bench-ledger build-LoginEtlFunction
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "login-etl needs Python 3.11+ (set PYTHON=python3.x)")'
@@ -51,12 +52,18 @@ run: $(STAMP)  ## start a local stack, send sample messages, load them through t
 test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
 
+test-sam-local: $(STAMP) $(TOOLS_STAMP)  ## sam local invoke of every event in a Lambda container (root: starts Docker)
+	$(BIN)/python -m login_etl_tools.sam_local --sam $(SAM) --python $(LAMBDA_PYTHON) -- $(ARGS)
+
 bench: $(STAMP) $(SAM_BUILT)  ## interleaved: vs the serial floor and a typical handler; instructions, cold start, RSS (.bench/; ARGS=--record: docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
 
 bench-instructions: $(STAMP)  ## instructions per message of the handler and the floor's parts (valgrind callgrind)
 	$(BIN)/python -m login_etl_tools.bench_instructions $(ARGS)
+
+bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,50000000"), pruning beside them
+	$(BIN)/python -m login_etl_tools.bench_ledger $(ARGS)
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
 	$(BIN)/python -m login_etl_tools.bench_refusals $(ARGS)
@@ -68,15 +75,20 @@ lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sa
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --region us-east-1
 
-check: lint test  ## everything CI runs
+check: lint test  ## lint + test (CI then runs test-sam-local and run)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam build dist src/*.egg-info
 
+clean-sam-local:  ## remove test-sam-local's cache (engine data root: the Lambda base image)
+	rm -rf "$${XDG_CACHE_HOME:-$$HOME/.cache}/login-etl/sam-local"
+
 # --- Lambda artifact: SAM's `BuildMethod: makefile` calls this with ARTIFACTS_DIR set. -------
 # The tests call it too, with the local Python and platform, to import and run the artifact.
 LAMBDA_PYTHON   ?= 3.12
-LAMBDA_PLATFORM ?= manylinux2014_aarch64
+# The template's Architecture parameter: arm64 in AWS; `make test-sam-local` sets the host's.
+LAMBDA_ARCH     ?= arm64
+LAMBDA_PLATFORM ?= manylinux2014_$(if $(filter x86_64,$(LAMBDA_ARCH)),x86_64,aarch64)
 # The Lambda Python runtime provides boto3; bundling it would add ~25 MB (see the README).
 RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3
 

@@ -17,7 +17,9 @@ from urllib.parse import unquote
 from login_etl.adapters.postgres_connection import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
+DB_AUTH_MODES = ("password", "iam")
 MAX_SQS_WAIT_S = 20
+MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S = 60, 1_209_600  # MessageRetentionPeriod's bounds
 # Every data key ever made, one SSM parameter each (`login-etl keys`); the function reads none.
 DEFAULT_KEYRING_PATH = "/login-etl/data-keys"
 # Bound into every data key: a ciphertext made for something else will not decrypt here.
@@ -35,6 +37,8 @@ class Settings:
     database_url: str | None = field(repr=False)  # it holds the password
     database_secret_arn: str | None
     db_sslmode: str
+    db_auth: str
+    db_host: str | None
     db_connect_timeout_s: float
     db_statement_timeout_ms: int
     data_key_ciphertext: str | None
@@ -46,6 +50,21 @@ class Settings:
     drain_wait_s: int
     drain_receives_per_batch: int
     drain_safety_margin_ms: int
+    queue_retention_s: int
+    dlq_retention_s: int
+    ledger_retention_margin_s: int
+    ledger_prune_batch_rows: int
+
+    @property
+    def ledger_retention_s(self) -> int:
+        """How long a message id must stay in the ledger: as long as it can come back.
+
+        A message can be received until its queue's retention ends; dead-lettered, until the
+        DLQ's retention ends (counted from the original enqueue on standard queues, from the
+        move on FIFO ones, so after up to one more queue retention); redriven, its copy lives a
+        queue retention more. Hence 2 x queue + DLQ retention, plus a margin.
+        """
+        return 2 * self.queue_retention_s + self.dlq_retention_s + self.ledger_retention_margin_s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +74,8 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             db_sslmode=env.get("DB_SSLMODE", "disable"),
+            db_auth=env.get("DB_AUTH", "password"),
+            db_host=env.get("DB_HOST") or None,
             db_connect_timeout_s=_number(env, "DB_CONNECT_TIMEOUT_SECONDS", 5.0),
             db_statement_timeout_ms=int(_number(env, "DB_STATEMENT_TIMEOUT_MS", 60_000)),
             data_key_ciphertext=env.get("DATA_KEY_CIPHERTEXT") or None,
@@ -66,6 +87,11 @@ class Settings:
             drain_wait_s=int(_number(env, "DRAIN_WAIT_SECONDS", 2)),
             drain_receives_per_batch=int(_number(env, "DRAIN_RECEIVES_PER_BATCH", 10)),
             drain_safety_margin_ms=int(_number(env, "DRAIN_SAFETY_MARGIN_MS", 10_000)),
+            # The SQS maximum by default: a longer window than needed costs only disk.
+            queue_retention_s=int(_number(env, "QUEUE_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
+            dlq_retention_s=int(_number(env, "DLQ_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
+            ledger_retention_margin_s=int(_number(env, "LEDGER_RETENTION_MARGIN_SECONDS", 86_400)),
+            ledger_prune_batch_rows=int(_number(env, "LEDGER_PRUNE_BATCH_ROWS", 5_000)),
         )
         if not (settings.database_url or settings.database_secret_arn):
             raise ConfigurationError("set DATABASE_URL or DATABASE_SECRET_ARN")
@@ -78,8 +104,21 @@ class Settings:
             raise ConfigurationError(f"DRAIN_WAIT_SECONDS must be 0-{MAX_SQS_WAIT_S}")
         if settings.drain_receives_per_batch < 1:
             raise ConfigurationError("DRAIN_RECEIVES_PER_BATCH must be at least 1")
+        if min(settings.queue_retention_s, settings.dlq_retention_s) < MIN_SQS_RETENTION_S:
+            raise ConfigurationError(
+                f"QUEUE_RETENTION_SECONDS and DLQ_RETENTION_SECONDS must be at least"
+                f" {MIN_SQS_RETENTION_S} (the SQS minimum): set them to the queues' retention"
+            )
+        if settings.ledger_retention_margin_s < 0 or settings.ledger_prune_batch_rows < 1:
+            raise ConfigurationError(
+                "LEDGER_RETENTION_MARGIN_SECONDS must be >= 0 and LEDGER_PRUNE_BATCH_ROWS >= 1"
+            )
         if settings.db_sslmode not in SSL_MODES:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}")
+        if settings.db_auth not in DB_AUTH_MODES:
+            raise ConfigurationError(f"DB_AUTH must be one of {', '.join(DB_AUTH_MODES)}")
+        if settings.db_auth == "iam" and settings.db_sslmode == "disable":
+            raise ConfigurationError("DB_AUTH=iam needs TLS: set DB_SSLMODE=verify-full")
         return settings
 
 
@@ -87,7 +126,7 @@ def connection_params_from_url(url: str, settings: Settings) -> ConnectionParams
     """``postgresql://user:password@host:port/database`` -> connection parameters."""
     parts = parse_database_url(url)
     return ConnectionParams(
-        host=parts.host,
+        host=settings.db_host or parts.host,
         port=parts.port,
         user=parts.user,
         password=parts.password,
@@ -184,10 +223,12 @@ def _host_and_port(hostport: str) -> tuple[str, int]:
 def _decode(text: str) -> str:
     if _BAD_ESCAPE.search(text):
         raise ConfigurationError(URL_ESCAPE) from None
-    try:
-        return unquote(text, errors="strict")
-    except UnicodeDecodeError:  # its text quotes the bytes
+    # Not raised inside an ``except``: even ``from None`` keeps the caught UnicodeDecodeError
+    # (which quotes the bytes) as ``__context__``, where error reporters look (found in review).
+    decoded = unquote(text, errors="surrogateescape")  # bytes that are not UTF-8 -> U+DC80-DCFF
+    if any("\udc80" <= char <= "\udcff" for char in decoded):
         raise ConfigurationError(URL_ESCAPE) from None
+    return decoded
 
 
 def connection_params_from_secret(
@@ -196,10 +237,11 @@ def connection_params_from_secret(
     """An RDS-style Secrets Manager secret (host, port, username, password, dbname)."""
     try:
         return ConnectionParams(
-            host=str(secret["host"]),
+            host=settings.db_host or str(secret["host"]),
             port=int(str(secret.get("port", 5432))),
             user=str(secret["username"]),
-            password=str(secret["password"]),
+            # IAM authentication needs no stored password: a token replaces it at connect.
+            password=str(secret["password"] if settings.db_auth == "password" else ""),
             database=str(secret.get("dbname", "postgres")),
             sslmode=settings.db_sslmode,
             connect_timeout_s=settings.db_connect_timeout_s,

@@ -1,7 +1,8 @@
 """The Lambda entry point: recognises the trigger, delegates, shapes the response.
 
 Two triggers share one pipeline: the SQS event source mapping (a batch in the event, partial
-batch response) and a scheduled EventBridge rule (the function drains the queue itself).
+batch response) and a scheduled EventBridge rule (the function drains the queue itself). A
+second rule, with the constant input ``{"action": "prune-ledger"}``, keeps the ledger bounded.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from login_etl.adapters.sqs_records import to_queue_messages
 from login_etl.domain.models import QueueMessage
 from login_etl.domain.validation import key_names
 from login_etl.drain import drain
-from login_etl.observability import logger, metrics, report, report_drain
+from login_etl.ledger_pruning import PRUNE_LEDGER_ACTION, prune_ledger
+from login_etl.observability import logger, metrics, report, report_drain, report_prune
 from login_etl.pipeline import BatchOutcome, process_batch
 from login_etl.runtime import Runtime, get_runtime
 
@@ -26,18 +28,21 @@ SCHEDULED_EVENT = "Scheduled Event"
 
 
 class UnsupportedEventError(ValueError):
-    """The event is neither an SQS batch nor a scheduled event."""
+    """The event is none of: an SQS batch, a scheduled event, a pruning request."""
 
 
 # Powertools emits the cold-start metric even when metrics are disabled: ask only if enabled.
 @metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """SQS batch -> ``{"batchItemFailures": [...]}``; scheduled event -> a drain summary."""
+    """SQS batch -> ``{"batchItemFailures": [...]}``; scheduled event -> a drain summary;
+    ``{"action": "prune-ledger"}`` -> a pruning summary."""
     if "Records" in event:
         return handle_sqs_batch(SQSEvent(event), get_runtime())
     if EventBridgeEvent(event).get("detail-type") == SCHEDULED_EVENT:
         return handle_schedule(context, get_runtime())
+    if event.get("action") == PRUNE_LEDGER_ACTION:
+        return handle_prune(context, get_runtime())
     # The keys only: an unknown event may still carry PII in its values.
     raise UnsupportedEventError(f"unsupported event with keys {key_names(event)}")
 
@@ -62,6 +67,20 @@ def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
         wait_time_ms=settings.drain_wait_s * 1000,
     )
     report_drain(summary)
+    return summary.as_response()
+
+
+def handle_prune(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
+    """Forget ledger entries older than the retention window, within the time left."""
+    settings = runtime.settings
+    summary = prune_ledger(
+        runtime.store,
+        settings.ledger_retention_s,
+        settings.ledger_prune_batch_rows,
+        context.get_remaining_time_in_millis,
+        safety_margin_ms=settings.drain_safety_margin_ms,
+    )
+    report_prune(summary)
     return summary.as_response()
 
 

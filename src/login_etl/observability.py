@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from login_etl.drain import DrainSummary
+from login_etl.ledger_pruning import PruneSummary
 from login_etl.pipeline import BatchOutcome
 
 SERVICE = "login-etl"
@@ -95,3 +96,11 @@ def report_key_refresh_failure(held_key_id: int, code: str) -> None:
     if is_metrics_disabled():
         return
     metrics.add_metric(name="DataKeyRefreshFailed", unit=MetricUnit.Count, value=1)
+
+
+def report_prune(summary: PruneSummary) -> None:
+    """Log and count one pruning run of the ledger."""
+    logger.info("ledger pruned", extra=summary.as_response())
+    if is_metrics_disabled():
+        return
+    metrics.add_metric(name="LedgerRowsPruned", unit=MetricUnit.Count, value=summary.deleted)

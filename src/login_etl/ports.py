@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +40,15 @@ class StreamingLoginStore(LoginStore, Protocol):
 
         ``rows`` yields one row per id, in order; the store takes each as soon as it is made.
         """
+        ...
+
+
+class LedgerPruner(Protocol):
+    """Forgets ledger entries older than the window in which a message can come back."""
+
+    def prune(self, retention_s: float, batch_rows: int, keep_going: Callable[[], bool]) -> int:
+        """Delete entries older than ``retention_s`` a batch at a time while ``keep_going()``
+        says so and old entries remain; the number deleted."""
         ...
 
 

@@ -26,6 +26,7 @@ from login_etl.adapters.postgres_connection import (
     FixedParams,
 )
 from login_etl.adapters.postgres_store import PostgresLoginStore
+from login_etl.adapters.rds_iam_auth import IamTokenParams
 from login_etl.adapters.sqs_queue import SqsQueue
 from login_etl.config import (
     KMS_ENCRYPTION_CONTEXT,
@@ -203,10 +204,16 @@ class SecretConnectionParams:
 
 
 def connection_params_source(settings: Settings) -> ConnectionParamsSource:
-    """From DATABASE_URL if set (fixed), else from the Secrets Manager secret (rotating)."""
+    """From DATABASE_URL if set (fixed), else from the Secrets Manager secret (rotating);
+    with ``DB_AUTH=iam``, a fresh IAM token as the password at every connect."""
+    source: ConnectionParamsSource
     if settings.database_url:
-        return FixedParams(connection_params_from_url(settings.database_url, settings))
-    return SecretConnectionParams(settings)
+        source = FixedParams(connection_params_from_url(settings.database_url, settings))
+    else:
+        source = SecretConnectionParams(settings)
+    if settings.db_auth == "iam":
+        return IamTokenParams(source, aws.rds())
+    return source
 
 
 def connection_params(settings: Settings) -> ConnectionParams:

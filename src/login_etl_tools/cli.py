@@ -1,99 +1,95 @@
-"""``login-etl``: run, inspect and operate the pipeline, locally or against AWS.
+"""login-etl: run, inspect and operate the pipeline, locally or against AWS.
 
-Every command talks to the stack the environment names (``AWS_ENDPOINT_URL``, ``DATABASE_URL``,
-``QUEUE_URL``), else to the one ``login-etl stack up`` left running; ``run`` starts a throwaway
-one if there is neither.
+Every command acts on the stack the environment names (AWS_ENDPOINT_URL, DATABASE_URL,
+QUEUE_URL, DLQ_URL, DATA_KEY_PARAMETER), else on the one 'login-etl stack up' left running,
+and says which on stderr before it acts. With neither, it refuses; only 'run' then starts a
+throwaway stack of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
-import pg8000.exceptions
+from login_etl_tools.commands import db, ledger, pii, queue, report, run, stack
+from login_etl_tools.commands.arguments import HelpFormatter, Parser
+from login_etl_tools.commands.common import target_stack
+from login_etl_tools.errors import explain
+from login_etl_tools.signals import Terminated, clean_exits, received_signal
 
-from login_etl.config import ConfigurationError
-from login_etl_tools.audit import AuditError
-from login_etl_tools.commands import db, pii, queue, report, run, stack
-from login_etl_tools.commands.common import UserError, redact, target_stack
+BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE  # what a shell reports for `cat big | head -1`
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``login-etl`` console script."""
     args = parser().parse_args(argv)
-    try:
-        if args.command in (run.run_command, stack.stack_command):
-            return int(args.command(args))
-        with target_stack():
-            return int(args.command(args))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:
-        if args.debug:
-            raise
-        print(f"login-etl: {explain(error)}", file=sys.stderr)
-        return 1
+    with clean_exits():
+        try:
+            code = _dispatch(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+        except BrokenPipeError:
+            return _reader_went_away()
+        except (Terminated, KeyboardInterrupt) as stop:
+            return _stopped(stop)
+        except Exception as error:
+            if received_signal() is not None:  # a child killed by the same Ctrl-C, say
+                return _stopped(Terminated(received_signal() or signal.SIGINT))
+            if args.debug:
+                raise
+            print(f"login-etl: {explain(error)}", file=sys.stderr)
+            return 1
+        return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    check = getattr(args, "check", None)
+    if check is not None:  # the arguments first: nothing is looked up for a wrong one
+        check(args)
+    if args.needs is None:  # run and stack choose their stack themselves
+        return int(args.command(args))
+    with target_stack(args.needs, getattr(args, "database_why", "")):
+        return int(args.command(args))
+
+
+def _stopped(stop: BaseException) -> int:
+    """One line, whatever was running when the signal came (initdb's error included)."""
+    signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
+    name = signal.Signals(signum).name
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
+    with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+        print(f"login-etl: {what}; nothing it started is left running", file=sys.stderr)
+    return 128 + signum
+
+
+def _reader_went_away() -> int:
+    """`login-etl dlq show | head -1`: the reader has what it wanted; say nothing.
+
+    stdout now points at /dev/null, so that the interpreter's own flush at exit does not
+    raise (and print) the same error again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return BROKEN_PIPE_EXIT
 
 
 def parser() -> argparse.ArgumentParser:
     """Every subcommand, each registered by its module."""
-    top = argparse.ArgumentParser(prog="login-etl", description=__doc__.split("\n\n")[0])
+    doc = __doc__ or ""
+    top = Parser(
+        prog="login-etl",
+        description=doc.split("\n", 1)[1].strip(),
+        formatter_class=HelpFormatter,
+    )
     top.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = top.add_subparsers(required=True, metavar="COMMAND")
-    for module in (stack, run, queue, report, pii, db):
+    top.set_defaults(needs=None)
+    commands = top.add_subparsers(required=True, metavar="COMMAND", parser_class=Parser)
+    for module in (stack, run, queue, report, pii, db, ledger):
         module.register(commands)
     return top
-
-
-POSTGRES_LOGIN_ERRORS = {
-    "28P01": "wrong user or password in DATABASE_URL",
-    "28000": "this user may not connect (pg_hba.conf)",
-    "3D000": "the database in DATABASE_URL does not exist",
-}
-
-
-def explain(error: Exception) -> str:
-    """One line: what is wrong and what to do."""
-    if isinstance(error, UserError | LookupError | AuditError | ConfigurationError):
-        return str(error).strip("'\"")
-    return (
-        _explain_aws(error)
-        or _explain_postgres(error)
-        or f"{type(error).__name__}: {error} (rerun with --debug for the traceback)"
-    )
-
-
-def _explain_aws(error: Exception) -> str | None:
-    import botocore.exceptions  # noqa: PLC0415
-
-    if isinstance(error, botocore.exceptions.NoRegionError):
-        return "no AWS region: set AWS_DEFAULT_REGION (e.g. export AWS_DEFAULT_REGION=us-east-1)"
-    if isinstance(error, botocore.exceptions.NoCredentialsError):
-        return "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-    if isinstance(error, botocore.exceptions.EndpointConnectionError):
-        return f"cannot reach AWS at {error.kwargs.get('endpoint_url')}: is the stack running?"
-    if isinstance(error, botocore.exceptions.ClientError):
-        return f"AWS refused: {error} (check the credentials' permissions and the resource names)"
-    return None
-
-
-def _explain_postgres(error: Exception) -> str | None:
-    url = os.environ.get("DATABASE_URL")
-    database = redact(url) if url else "(DATABASE_URL unset)"
-    if isinstance(error, pg8000.exceptions.InterfaceError | OSError):
-        return f"cannot reach Postgres at {database}: is it running? (check DATABASE_URL)"
-    if isinstance(error, pg8000.exceptions.DatabaseError):
-        code = error.args[0].get("C") if error.args and isinstance(error.args[0], dict) else None
-        if code in POSTGRES_LOGIN_ERRORS:
-            return f"Postgres at {database} refused: {POSTGRES_LOGIN_ERRORS[code]}"
-        if code == "42501":  # Postgres's message names the object, never a value
-            return (
-                f"Postgres at {database} refused: {error.args[0].get('M')} (this database user"
-                " lacks a grant: see src/login_etl_tools/grants.sql)"
-            )
-    return None
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ GRANT USAGE ON SCHEMA public TO login_etl_function, login_etl_operator;
 -- The function loads rows and never reads them back: stolen function credentials (its IAM role
 -- holds kms:Decrypt) do not give the table's PII in bulk. SELECT on the ledger is for its
 -- INSERT ... ON CONFLICT DO NOTHING RETURNING (which message ids were new).
+-- DELETE on the ledger is for its retention (the scheduled `prune-ledger` run deletes entries
+-- older than the window in which a message can come back); it never touches user_logins.
 GRANT INSERT ON user_logins TO login_etl_function;
-GRANT SELECT, INSERT ON login_etl_processed_messages TO login_etl_function;
+GRANT SELECT, INSERT, DELETE ON login_etl_processed_messages TO login_etl_function;
 
 -- Operators: `login-etl report` and `unmask --where` read the masked table; every `unmask`
 -- (tokens given directly too) inserts its audit record first. INSERT only: they can neither

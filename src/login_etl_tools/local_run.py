@@ -1,27 +1,42 @@
-"""``login-etl run``: deliver the queue to the real handler locally and summarise what happened."""
+"""``login-etl run``: deliver the queue to the real handler locally and summarise this run.
+
+A reused stack holds what earlier runs left (rows, dead letters), so the summary is scoped:
+rows are this run's when a transaction that began after the run started wrote them (their
+``xmin`` is newer than an xid taken at the start), dead letters when their message id was not
+in the DLQ at the start (SQS keeps a message's id when it moves it there). What was there
+before is counted apart.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pg8000.native
 
-from login_etl.adapters.postgres_connection import connect
 from login_etl.adapters.postgres_schema import TABLE
 from login_etl.adapters.postgres_store import table_exists
-from login_etl.config import Settings
 from login_etl.domain.errors import InvalidMessageError
 from login_etl.domain.validation import parse_login
-from login_etl.runtime import connection_params
 from login_etl_tools.event_source_mapping import DeliveryStats, run_event_source_mapping
 from login_etl_tools.schedule import run_schedule
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from mypy_boto3_sqs import SQSClient
+
+VALID_NOW = "valid now (it failed for another reason: see the function's logs)"
+
+
+@dataclass(frozen=True)
+class Before:
+    """What the stack held when the run started."""
+
+    rows: int
+    xid: int  # a transaction id taken then: rows written after have a newer xmin
+    dead_letters: frozenset[str]  # message ids in the DLQ
 
 
 @dataclass
@@ -30,55 +45,97 @@ class RunSummary:
 
     sent: int
     delivery: DeliveryStats
-    rows_before: int
+    before: Before
     rows_after: int
-    dlq_messages: int
-    dlq_reasons: Counter[str] = field(default_factory=Counter)
-    sample_rows: list[list[Any]] = field(default_factory=list)
+    dead_letters: Counter[str] = field(default_factory=Counter)  # this run's, by reason
+    dead_letters_before: int = 0  # of those there at the start, still there
+    sample_rows: list[list[Any]] = field(default_factory=list)  # this run's
+
+    @property
+    def rows_written(self) -> int:
+        return self.rows_after - self.before.rows
 
 
-def deliver_and_summarise(
+def take_before(
+    conn: pg8000.native.Connection, sqs: SQSClient, dlq_url: str, *, fresh: bool
+) -> Before:
+    """The starting point; ``fresh``: a stack started for this run, with nothing in it yet."""
+    xid = int(conn.run("SELECT pg_current_xact_id()::text")[0][0])  # its own committed xact
+    dead = frozenset() if fresh else frozenset(peek_dead_letters(sqs, dlq_url))
+    return Before(count_rows(conn), xid, dead)
+
+
+def deliver(
     sqs: SQSClient,
     queue_url: str,
-    dlq_url: str,
-    sent: int,
     *,
     batch_size: int,
     mode: str = "sqs",
     on_batch: Callable[[DeliveryStats], None] | None = None,
-) -> RunSummary:
-    """Deliver the queue to the handler until it is empty, then count.
+) -> DeliveryStats:
+    """Deliver the queue to the handler until it is empty.
 
     ``mode`` is the trigger: ``sqs`` emulates the event source mapping (batches of
     ``batch_size``), ``schedule`` the EventBridge rule (the handler drains the queue itself).
     """
     from login_etl.handler import lambda_handler  # noqa: PLC0415 - after logging env is set
 
-    with connect(connection_params(Settings.from_env())) as conn:
-        before = _count_rows(conn)
-        if mode == "schedule":
-            stats = run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch)
-        else:
-            stats = run_event_source_mapping(
-                sqs, queue_url, lambda_handler, batch_size=batch_size, on_batch=on_batch
-            )
-        after = _count_rows(conn)
+    # No time limit: the redrive policy empties any queue in the end, and Ctrl-C stops it.
+    if mode == "schedule":
+        return run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch, max_seconds=math.inf)
+    return run_event_source_mapping(
+        sqs,
+        queue_url,
+        lambda_handler,
+        batch_size=batch_size,
+        on_batch=on_batch,
+        max_seconds=math.inf,
+    )
+
+
+def summarise(
+    conn: pg8000.native.Connection,
+    sqs: SQSClient,
+    dlq_url: str,
+    *,
+    sent: int,
+    stats: DeliveryStats,
+    before: Before,
+) -> RunSummary:
+    """This run's rows and dead letters, and what was there before."""
+    dead = peek_dead_letters(sqs, dlq_url)
+    ours = Counter(
+        reason for message_id, reason in dead.items() if message_id not in before.dead_letters
+    )
+    sample = []
+    if table_exists(conn, TABLE):
+        # age() counts back from the current xid modulo 2^32, so the comparison survives
+        # wraparound; a frozen row's age is the maximum, never "newer".
         sample = conn.run(
-            "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version,"
-            " create_date FROM user_logins ORDER BY masked_device_id LIMIT 3"
+            "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version,"  # noqa: S608
+            f" create_date FROM {TABLE} WHERE age(xmin) < age(CAST(:xid AS text)::xid)"
+            " ORDER BY masked_device_id LIMIT 3",
+            xid=str(before.xid % 2**32),
         )
-    dlq_count, reasons = dlq_reasons(sqs, dlq_url)
-    return RunSummary(sent, stats, before, after, dlq_count, reasons, sample)
+    return RunSummary(
+        sent,
+        stats,
+        before,
+        count_rows(conn),
+        ours,
+        sum(1 for message_id in dead if message_id in before.dead_letters),
+        sample,
+    )
 
 
-def dlq_reasons(sqs: SQSClient, dlq_url: str) -> tuple[int, Counter[str]]:
-    """Count DLQ messages by why they fail validation, peeking without consuming them."""
+def peek_dead_letters(sqs: SQSClient, dlq_url: str) -> dict[str, str]:
+    """Every DLQ message's id and why it fails validation, peeking without consuming them."""
     count = int(
         sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"
         ]["ApproximateNumberOfMessages"]
     )
-    reasons: Counter[str] = Counter()
+    reasons: dict[str, str] = {}
     held: list[str] = []  # receipt handles, made visible again below
     try:
         while len(held) < count:
@@ -89,7 +146,7 @@ def dlq_reasons(sqs: SQSClient, dlq_url: str) -> tuple[int, Counter[str]]:
                 break
             for message in messages:
                 held.append(message["ReceiptHandle"])
-                reasons[_why(message["Body"])] += 1
+                reasons[message["MessageId"]] = invalid_reason(message["Body"]) or VALID_NOW
     finally:
         for start in range(0, len(held), 10):
             sqs.change_message_visibility_batch(
@@ -99,18 +156,26 @@ def dlq_reasons(sqs: SQSClient, dlq_url: str) -> tuple[int, Counter[str]]:
                     for i, h in enumerate(held[start : start + 10])
                 ],
             )
-    return count, reasons
+    return reasons
 
 
-def _why(body: str) -> str:
+def dlq_reasons(sqs: SQSClient, dlq_url: str) -> tuple[int, Counter[str]]:
+    """(messages in the DLQ, how many fail validation for each reason)."""
+    reasons = peek_dead_letters(sqs, dlq_url)
+    return len(reasons), Counter(reasons.values())
+
+
+def invalid_reason(body: str) -> str | None:
+    """Why the body fails validation today, or None if it passes."""
     try:
         parse_login(body)
     except InvalidMessageError as error:
         return f"{error.reason.value}: {error.detail}"
-    return "valid now (it failed for another reason: see the function's logs)"
+    return None
 
 
-def _count_rows(conn: pg8000.native.Connection) -> int:
+def count_rows(conn: pg8000.native.Connection) -> int:
+    """Rows in user_logins; 0 if it does not exist yet."""
     if not table_exists(conn, TABLE):
         return 0
     return int(conn.run(f"SELECT count(*) FROM {TABLE}")[0][0])  # noqa: S608 - a constant

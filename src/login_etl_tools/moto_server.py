@@ -7,6 +7,9 @@ import sys
 from dataclasses import dataclass
 
 from login_etl_tools.ports import free_port, wait_for_port
+from login_etl_tools.signals import shielded
+
+START_TIMEOUT_S = 30
 
 
 @dataclass
@@ -22,7 +25,14 @@ class MotoServer:
 
     @classmethod
     def start(cls, port: int | None = None, *, detach: bool = False) -> MotoServer:
-        """Start moto's server and wait until it accepts connections.
+        """Start moto's server and wait until it accepts connections."""
+        server = cls.spawn(port, detach=detach)
+        server.wait_until_up()
+        return server
+
+    @classmethod
+    def spawn(cls, port: int | None = None, *, detach: bool = False) -> MotoServer:
+        """Start the process without waiting for it (the caller records its pid first).
 
         ``detach``: in a session of its own, so that it outlives this process and its
         terminal (``login-etl stack up``).
@@ -42,18 +52,28 @@ class MotoServer:
             stderr=subprocess.DEVNULL,
             start_new_session=detach,
         )
-        if not wait_for_port(port, timeout_s=30):
-            process.kill()
-            raise RuntimeError(
-                "the moto server did not start within 30 s (is moto[server] installed?)"
-            )
         return cls(process, port)
 
-    def stop(self) -> None:
-        """Terminate the server process."""
-        self.process.terminate()
+    def wait_until_up(self) -> None:
+        """Wait until it accepts connections; stop it if it does not, or if we are stopped."""
         try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            up = wait_for_port(self.port, timeout_s=START_TIMEOUT_S)
+        except BaseException:  # a signal while waiting: it must not outlive us
+            self.stop()
+            raise
+        if not up:
+            self.stop()
+            raise RuntimeError(
+                f"the moto server did not start within {START_TIMEOUT_S} s"
+                " (is moto[server] installed?)"
+            )
+
+    def stop(self) -> None:
+        """Terminate the server process (not interrupted by a signal half-way)."""
+        with shielded():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

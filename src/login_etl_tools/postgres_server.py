@@ -11,12 +11,14 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from login_etl_tools.ports import free_port
+from login_etl_tools.signals import shielded
 
 USER = "postgres"
 PASSWORD = "postgres"  # noqa: S105 - loopback-only throwaway server; scram auth keeps the real code path
@@ -73,26 +75,46 @@ class PostgresServer:
     @classmethod
     def start(cls, bin_dir: Path | None = None, port: int | None = None) -> PostgresServer:
         """initdb into a fresh temporary directory and start the server on a free port."""
-        bin_dir = bin_dir or find_bin_dir()
-        root = Path(tempfile.mkdtemp(prefix="login-etl-pg-"))
-        server = cls(bin_dir, root / "data", port or free_port())
-        try:
-            server._init(root)
-            server.start_again()
-        except BaseException:
-            log = root / "server.log"
-            detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            shutil.rmtree(root, ignore_errors=True)
-            if detail:
-                raise RuntimeError(f"PostgreSQL did not start:\n{detail}") from None
-            raise
+        server = cls.prepare(bin_dir, port)
+        server.boot()
         return server
 
+    @classmethod
+    def prepare(cls, bin_dir: Path | None = None, port: int | None = None) -> PostgresServer:
+        """Choose the binaries, the port and a fresh directory; nothing runs yet.
+
+        The caller can record ``data_dir`` before ``boot``: what a killed command leaves is
+        then findable (``login-etl stack down``).
+        """
+        bin_dir = bin_dir or find_bin_dir()
+        root = Path(tempfile.mkdtemp(prefix="login-etl-pg-"))
+        return cls(bin_dir, root / "data", port or free_port())
+
+    def boot(self) -> None:
+        """initdb and start; on any failure (a signal included) nothing is left running."""
+        root = self.data_dir.parent
+        try:
+            self._init(root)
+            self.start_again()
+        except Exception as error:
+            log = root / "server.log"
+            detail = log.read_text(errors="replace").strip() if log.exists() else ""
+            self.stop()
+            if detail:  # the server's own last word: one line, the whole log with --debug
+                raise RuntimeError(
+                    f"PostgreSQL did not start: {detail.splitlines()[-1]}\n{detail[-2000:]}"
+                ) from error
+            raise
+        except BaseException:  # interrupted: stop what may have started, say nothing more
+            self.stop()
+            raise
+
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and delete its directory."""
-        if self.data_dir.exists():
-            self._pg_ctl("stop", "-m", "fast", "-w", check=False)
-        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        """Stop the server (fast shutdown) and delete its directory; not cut short by a signal."""
+        with shielded():
+            if self.data_dir.exists():
+                self._pg_ctl("stop", "-m", "fast", "-w", check=False)
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
     def kill(self) -> None:
         """Stop without deleting: for outage tests (``start_again`` brings it back)."""
@@ -138,9 +160,15 @@ class PostgresServer:
             argv = ["runuser", "-u", _SERVICE_ACCOUNT, "--", *argv]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
+            name = Path(str(command[0])).name
+            if result.returncode < 0:  # killed (Ctrl-C reaches the whole process group)
+                raise RuntimeError(
+                    f"{name} was stopped by {signal.Signals(-result.returncode).name}"
+                )
+            output = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            # The last line says what went wrong; all of it follows, for --debug.
             raise RuntimeError(
-                f"{Path(str(command[0])).name} failed:"
-                f" {result.stderr.strip() or result.stdout.strip()}"
+                f"{name} failed: {output[-1] if output else ''}\n" + "\n".join(output)
             )
 
 

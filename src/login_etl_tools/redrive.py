@@ -34,47 +34,84 @@ def redrive(
     signer: ClaimKey,
     verify: VerifyClaim,
     hold_s: int = 120,
+    keep: Callable[[MessageTypeDef], bool] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Move every message of ``dlq_url`` to ``queue_url``; the number moved.
+    """Move every message of ``dlq_url`` (that ``keep`` accepts) to ``queue_url``; the number moved.
 
     Each message is held (invisible in the DLQ) for ``hold_s`` while it is copied; after an
-    interruption, the unfinished ones come back then, and a rerun moves them. ``signer`` (the
-    current data key's) signs each copy's claim; ``verify`` (every key of the ring) checks the
-    claim a message already carries.
+    interruption, the unfinished ones come back then, and a rerun moves them. The ones ``keep``
+    refuses stay in the DLQ, visible again once the move is over. ``signer`` (the current data
+    key's) signs each copy's claim; ``verify`` (every key of the ring) checks the claim a
+    message already carries.
     """
     fifo = queue_url.endswith(".fifo")
     moved = 0
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=dlq_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=hold_s,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["MessageGroupId"],
-        ).get("Messages", [])
-        if not messages:
-            return moved
-        entries = [
-            _copy(str(i), message, fifo, signer, verify) for i, message in enumerate(messages)
-        ]
-        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        sent = {entry["Id"] for entry in response.get("Successful", [])}
-        done = [m for i, m in enumerate(messages) if str(i) in sent]
-        if done:
-            sqs.delete_message_batch(
+    refused: dict[str, str] = {}  # message id -> receipt handle, released at the end
+    try:
+        while True:
+            messages = sqs.receive_message(
                 QueueUrl=dlq_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
-                ],
-            )
-        if response.get("Failed"):
-            codes = sorted({f["Code"] for f in response["Failed"]})
-            raise RuntimeError(f"SQS refused {len(response['Failed'])} copies: {codes}")
-        moved += len(done)
-        if on_progress is not None:
-            on_progress(moved)
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=hold_s,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["MessageGroupId"],
+            ).get("Messages", [])
+            if not messages:
+                return moved
+            if keep is not None:
+                refused.update(
+                    (m["MessageId"], m["ReceiptHandle"]) for m in messages if not keep(m)
+                )
+                messages = [m for m in messages if m["MessageId"] not in refused]
+                if not messages:
+                    continue
+            moved += _move(sqs, dlq_url, queue_url, messages, fifo, signer=signer, verify=verify)
+            if on_progress is not None:
+                on_progress(moved)
+    finally:
+        _release(sqs, dlq_url, list(refused.values()))
+
+
+def _move(
+    sqs: SQSClient,
+    dlq_url: str,
+    queue_url: str,
+    messages: list[MessageTypeDef],
+    fifo: bool,
+    *,
+    signer: ClaimKey,
+    verify: VerifyClaim,
+) -> int:
+    """Send signed copies, then delete the originals that were copied; the number moved."""
+    entries = [_copy(str(i), message, fifo, signer, verify) for i, message in enumerate(messages)]
+    response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+    sent = {entry["Id"] for entry in response.get("Successful", [])}
+    done = [m for i, m in enumerate(messages) if str(i) in sent]
+    if done:
+        sqs.delete_message_batch(
+            QueueUrl=dlq_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+            ],
+        )
+    if response.get("Failed"):
+        codes = sorted({f["Code"] for f in response["Failed"]})
+        raise RuntimeError(f"SQS refused {len(response['Failed'])} copies: {codes}")
+    return len(done)
+
+
+def _release(sqs: SQSClient, dlq_url: str, receipts: list[str]) -> None:
+    """Make held messages visible in the DLQ again at once."""
+    for start in range(0, len(receipts), 10):
+        sqs.change_message_visibility_batch(
+            QueueUrl=dlq_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(receipts[start : start + 10])
+            ],
+        )
 
 
 def _copy(
@@ -91,7 +128,11 @@ def _copy(
     }
     if fifo:
         entry["MessageGroupId"] = message.get("Attributes", {}).get("MessageGroupId", "redrive")
-        entry["MessageDeduplicationId"] = original
+        # This DLQ message's own id, not the original's: SQS refuses (silently, for 5 minutes)
+        # a deduplication id it has seen, even for a message since deleted, so a copy that was
+        # dead-lettered again and redriven within 5 minutes would vanish. Exactly-once is the
+        # ledger's job, through the signed claim (found in review).
+        entry["MessageDeduplicationId"] = message["MessageId"]
     return entry
 
 

@@ -66,8 +66,8 @@ def build_report(conn: pg8000.native.Connection, top: int = 5) -> Report:
     return report
 
 
-def render(report: Report) -> str:
-    """The report as text for the terminal."""
+def render(report: Report, *, full_tokens: bool = False) -> str:
+    """The report as text for the terminal; tokens shortened unless ``full_tokens``."""
     lines = [
         f"rows                {report.rows:>8}",
         f"distinct users      {report.users:>8}",
@@ -81,7 +81,7 @@ def render(report: Report) -> str:
     ):
         lines += ["", f"{title} (top {len(groups)})"]
         lines += [
-            f"  {rows:>6} logins, {users:>4} users  {token[:32]}..."
+            f"  {rows:>6} logins, {users:>4} users  {token if full_tokens else token[:32] + '...'}"
             for token, rows, users in groups
         ]
     lines += ["", "logins per day"]

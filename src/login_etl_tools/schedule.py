@@ -11,7 +11,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from login_etl_tools.event_source_mapping import DeliveryStats, LocalContext, queue_is_empty
+from login_etl_tools.event_source_mapping import (
+    HANG_GUARD_S,
+    DeliveryStats,
+    LocalContext,
+    QueueNotDrainedError,
+    queue_is_empty,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -37,10 +43,10 @@ def run_schedule(
     handler: Handler,
     *,
     invocation_timeout_s: float = 60.0,
-    max_seconds: float = 300.0,
+    max_seconds: float = HANG_GUARD_S,
     on_batch: Callable[[DeliveryStats], None] | None = None,
 ) -> DeliveryStats:
-    """Tick until the queue is empty (redrive included) or ``max_seconds`` pass."""
+    """Tick until the queue is empty (redrive included); ``max_seconds`` only ends a hang."""
     visibility_s = int(
         sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])[
             "Attributes"
@@ -48,7 +54,9 @@ def run_schedule(
     )
     stats = DeliveryStats()
     deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline and not queue_is_empty(sqs, queue_url):
+    while not queue_is_empty(sqs, queue_url):
+        if time.monotonic() > deadline:
+            raise QueueNotDrainedError(queue_url, max_seconds)
         stats.invocations += 1
         tick = time.monotonic()
         try:

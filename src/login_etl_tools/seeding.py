@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,9 +14,16 @@ _SQS_BATCH = 10
 
 
 def send_bodies(
-    sqs: SQSClient, queue_url: str, bodies: Sequence[str], group_id: str | None = None
+    sqs: SQSClient,
+    queue_url: str,
+    bodies: Sequence[str],
+    group_id: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Send every body as one message, in order; return their MessageIds. Raise on refusal."""
+    """Send every body as one message, in order; return their MessageIds. Raise on refusal.
+
+    ``on_progress``: called with the number sent so far after each batch of ten.
+    """
     ids: list[str] = []
     for start in range(0, len(bodies), _SQS_BATCH):
         entries: list[SendMessageBatchRequestEntryTypeDef] = []
@@ -33,13 +39,23 @@ def send_bodies(
             raise RuntimeError(f"SQS refused {len(response['Failed'])} messages: {codes}")
         by_entry = {entry["Id"]: entry["MessageId"] for entry in response["Successful"]}
         ids += [by_entry[entry["Id"]] for entry in entries]
+        if on_progress is not None:
+            on_progress(len(ids))
     return ids
 
 
-def bodies_from_file(path: Path) -> list[str]:
-    """A JSON array of messages, or JSON lines; each element is sent as ``json.dumps``."""
-    text = path.read_text(encoding="utf-8")
+def bodies_from_text(text: str) -> list[str]:
+    """A JSON array of messages (each sent as ``json.dumps``), or one message per line as is.
+
+    Lines are sent unchanged, so that a file can hold malformed messages on purpose.
+    """
     stripped = text.lstrip()
-    if stripped.startswith("["):
-        return [json.dumps(item) for item in json.loads(stripped)]
-    return [line for line in text.splitlines() if line.strip()]
+    if not stripped.startswith("["):
+        return [line for line in text.splitlines() if line.strip()]
+    try:
+        items = json.loads(stripped)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"starts with '[' but is not a JSON array (line {error.lineno}: {error.msg})"
+        ) from None
+    return [json.dumps(item) for item in items]

@@ -2,120 +2,135 @@
 
 ``stack up`` starts the moto server (in its own session, so it survives the shell) and a
 throwaway Postgres (``pg_ctl`` daemonises it), provisions them, and records what it started in
-``.local-stack/stack.json``. The other commands find the stack there when ``AWS_ENDPOINT_URL``
-and ``DATABASE_URL`` are not set; ``stack down`` stops both and deletes their data.
+``.local-stack/stack.json`` (each server as soon as it runs: ``stack_record``). The other
+commands find the stack there when the environment names none; ``stack down`` stops it, and
+whatever a killed ``login-etl run`` left, and deletes their data.
+
+Changes are exclusive: ``up`` and ``down`` hold ``.local-stack/lock`` (``flock``), so two
+``stack up`` at once start one stack, and the second one reports it as already running.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import fcntl
 import os
-import signal
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from login_etl_tools.moto_server import MotoServer
-from login_etl_tools.ports import port_is_open
-from login_etl_tools.postgres_server import PostgresServer
-from login_etl_tools.provisioning import Provisioned, provision_here
-from login_etl_tools.stack import (
-    LOCAL_VISIBILITY_TIMEOUT_S,
-    LocalStack,
-    patched_environ,
-    stack_environment,
-)
+from login_etl_tools.stack import LOCAL_VISIBILITY_TIMEOUT_S, LocalStack, start_local_stack
+from login_etl_tools.stack_record import STACK_DIR, StackRecord, leftovers, read_record
 
-STATE_FILE = Path(".local-stack") / "stack.json"
+STATE_FILE = STACK_DIR / "stack.json"
+LOCK_FILE = STACK_DIR / "lock"
 
 
-@dataclass(frozen=True)
-class StackState:
-    """What ``stack up`` started, enough to find and stop it from another process."""
-
-    moto_pid: int
-    moto_port: int
-    postgres_bin_dir: str
-    postgres_data_dir: str
-    postgres_port: int
-    provisioned: dict[str, str]
-
-    def stack(self) -> LocalStack:
-        """The running stack, as the other commands use it."""
-        return LocalStack(
-            f"http://127.0.0.1:{self.moto_port}",
-            self._postgres().url,
-            Provisioned(**self.provisioned),
-        )
-
-    def is_up(self) -> tuple[bool, bool]:
-        """(moto answers, Postgres answers)."""
-        return port_is_open(self.moto_port), port_is_open(self.postgres_port)
-
-    def _postgres(self) -> PostgresServer:
-        return PostgresServer(
-            Path(self.postgres_bin_dir), Path(self.postgres_data_dir), self.postgres_port
-        )
-
-    def stop(self) -> None:
-        """Stop both servers (whatever state they are in) and delete Postgres's data."""
-        if _is_our_moto(self.moto_pid):  # not a process that reused the pid since
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.moto_pid, signal.SIGTERM)
-        self._postgres().stop()
+class HalfDownError(Exception):
+    """``stack up`` found a recorded stack that is not fully up; replacing it loses its data."""
 
 
-def _is_our_moto(pid: int) -> bool:
-    try:
-        return b"login_etl_tools.moto_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return not Path("/proc").is_dir()  # no procfs (macOS): trust the recorded pid
+@dataclass
+class Stopped:
+    """What ``stack down`` stopped."""
+
+    stack: StackRecord | None = None
+    leftovers: list[StackRecord] = field(default_factory=list)
+    still_running: list[int] = field(default_factory=list)  # pids of ``run``s that own theirs
 
 
-def read_state(path: Path = STATE_FILE) -> StackState | None:
-    """The recorded stack, if ``stack up`` left one."""
-    if not path.exists():
+def read_state(path: Path = STATE_FILE) -> StackRecord | None:
+    """The stack ``stack up`` recorded, if any (complete or not)."""
+    return read_record(path)
+
+
+def running_stack(path: Path = STATE_FILE) -> LocalStack | None:
+    """``stack up``'s stack if it is recorded, complete, and both servers answer."""
+    record = read_state(path)
+    if record is None or not record.complete or not all(record.is_up()):
         return None
-    return StackState(**json.loads(path.read_text()))
+    return LocalStack.from_record(record)
 
 
-def stack_up(max_receive_count: int = 5, path: Path = STATE_FILE) -> tuple[LocalStack, bool]:
-    """Start and provision a stack unless one is recorded and running; (stack, started)."""
-    existing = read_state(path)
-    if existing is not None and all(existing.is_up()):
-        return existing.stack(), False
-    if existing is not None:  # half dead: clean up before starting afresh
-        existing.stop()
-    moto = MotoServer.start(detach=True)
-    try:
-        postgres = PostgresServer.start()
-    except BaseException:
-        moto.stop()
-        raise
-    endpoint = moto.endpoint_url
-    with patched_environ(stack_environment(endpoint)):
-        provisioned = provision_here(
-            max_receive_count=max_receive_count,
-            visibility_timeout_s=LOCAL_VISIBILITY_TIMEOUT_S,
-        )
-    state = StackState(
-        moto.process.pid,
-        moto.port,
-        str(postgres.bin_dir),
-        str(postgres.data_dir),
-        postgres.port,
-        asdict(provisioned),
-    )
+@contextlib.contextmanager
+def stack_lock(
+    path: Path = LOCK_FILE, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Exclusive use of the stack directory; waits for another ``stack`` command to finish."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(state), indent=2) + "\n")
-    return state.stack(), True
+    with path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            if on_wait is not None:
+                on_wait(f"waiting for another login-etl stack command (pid {holder}) to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def stack_down(path: Path = STATE_FILE) -> bool:
-    """Stop the recorded stack; False if there was none."""
-    state = read_state(path)
-    if state is None:
-        return False
-    state.stop()
-    path.unlink()
-    return True
+def stack_up(
+    max_receive_count: int = 5,
+    path: Path = STATE_FILE,
+    *,
+    replace: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[LocalStack, bool]:
+    """Start and provision a stack unless one is recorded and running; (stack, started).
+
+    A recorded stack that is not fully up is left alone (``HalfDownError``) unless ``replace``:
+    its Postgres data and moto's in-memory keys would be lost.
+    """
+    with stack_lock(path.parent / LOCK_FILE.name, on_wait=on_step):
+        existing = read_state(path)
+        if existing is not None and existing.complete and all(existing.is_up()):
+            return LocalStack.from_record(existing), False
+        if existing is not None:
+            if not replace:
+                raise HalfDownError(
+                    f"the stack recorded in {path} is not fully up: {existing.describe()}."
+                    " Not replacing it, that would delete its data: `login-etl stack down`"
+                    " stops what is left and deletes it, `login-etl stack up --replace` does"
+                    " that and starts a new one"
+                )
+            existing.stop()
+            path.unlink(missing_ok=True)
+        started = start_local_stack(
+            max_receive_count,
+            LOCAL_VISIBILITY_TIMEOUT_S,
+            record=path,
+            detach=True,
+            on_step=on_step,
+        )
+        return started.stack, True
+
+
+def stack_down(path: Path = STATE_FILE) -> Stopped:
+    """Stop the recorded stack and the leftovers of killed ``run``s; say what was stopped."""
+    stopped = Stopped()
+    if not path.parent.is_dir():
+        return stopped
+    with stack_lock(path.parent / LOCK_FILE.name):
+        state = read_state(path)
+        if state is not None:
+            state.stop()
+            path.unlink()
+            stopped.stack = state
+        for record_path, record in leftovers(path.parent):
+            record.stop()
+            record_path.unlink(missing_ok=True)
+            stopped.leftovers.append(record)
+        for record_path in sorted(path.parent.glob("run-*.json")):
+            running = read_record(record_path)
+            if running is not None and running.owner_pid is not None:
+                stopped.still_running.append(running.owner_pid)
+    return stopped

@@ -26,14 +26,16 @@ def test_run_loads_the_valid_messages_and_dead_letters_the_rest(mode: str, tmp_p
 
     assert result.returncode == 0, result.stderr
     assert figure(result.stdout, "rows written to user_logins") == valid
-    assert figure(result.stdout, "messages in the dead-letter queue") == 300 - valid
+    assert figure(result.stdout, "messages dead-lettered") == 300 - valid
     assert "local stack stopped" in result.stdout
 
 
-def test_a_bad_batch_size_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_a_bad_batch_size_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = login_etl("run", "--batch-size", "20000", cwd=tmp_path)
 
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, refused before anything starts
     assert result.stderr.strip().splitlines() == [
-        "login-etl: --batch-size must be between 1 and 10000 (the SQS event source maximum)"
+        "login-etl run: argument --batch-size: must be between 1 and 10,000, got 20000"
+        " (see login-etl run --help)"
     ]
+    assert not (tmp_path / ".local-stack").exists()

@@ -22,6 +22,7 @@ from login_etl_tools.provisioning import Provisioned, provision
 from login_etl_tools.sample_data import generate_labelled
 from login_etl_tools.seeding import send_bodies
 from login_etl_tools.stack import LocalStack, patched_environ
+from tests.cli_helpers import HANG_GUARD_S
 from tests.sqs_helpers import dlq_bodies
 
 SCHEDULED = json.loads(
@@ -31,18 +32,21 @@ SCHEDULED = json.loads(
 
 @pytest.fixture
 def fast_queue(stack: LocalStack) -> Iterator[Provisioned]:
-    """A queue with a 5 s visibility timeout and maxReceiveCount 2: redrive within seconds.
+    """A queue with a 20 s visibility timeout and maxReceiveCount 1: one retry window.
 
-    5 s, not less: a round is received and deleted well within it even on a loaded machine;
-    a shorter timeout would make valid messages visible again before their delete.
+    The visibility timeout must outlast the slowest round (receive, process, delete), or a
+    valid message comes back before its delete: SQS then refuses the delete
+    (ReceiptHandleIsInvalid) and counts one more receive towards the DLQ. 5 s was not enough
+    with two CPU-bound processes beside the suite (26-68 refused deletes in each of three
+    runs); 20 s is four times that, and maxReceiveCount 1 keeps the redrive to one window.
     """
     provisioned = provision(
         boto3.client("sqs"),
         boto3.client("kms"),
         boto3.client("ssm"),
         queue_name=f"drain-{uuid.uuid4().hex[:8]}",
-        max_receive_count=2,
-        visibility_timeout_s=5,
+        max_receive_count=1,
+        visibility_timeout_s=20,
     )
     reset_runtime()
     with patched_environ({"QUEUE_URL": provisioned.queue_url, "DRAIN_WAIT_SECONDS": "1"}):
@@ -69,10 +73,11 @@ def test_scheduled_drains_write_every_valid_message_and_redrive_the_rest(
     send_bodies(boto3.client("sqs"), fast_queue.queue_url, [body for body, _ in labelled])
 
     responses: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 90
+    # Until the queue is empty, however long this machine takes: the deadline only ends a hang.
+    deadline = time.monotonic() + HANG_GUARD_S
     while depth(fast_queue.queue_url) != (0, 0) and time.monotonic() < deadline:
         responses.append(lambda_handler(SCHEDULED, LocalContext(timeout_s=120)))
-        time.sleep(1)  # the schedule's next tick; failures come back after 5 s
+        time.sleep(1)  # the schedule's next tick; failures come back after 20 s
 
     assert depth(fast_queue.queue_url) == (0, 0)
     assert responses[0]["stoppedBecause"] == "queue-empty"

@@ -34,6 +34,7 @@ from login_etl_tools.keys import KeyStore
 from login_etl_tools.provisioning import Provisioned
 from login_etl_tools.seeding import send_bodies
 from login_etl_tools.stack import LocalStack, patched_environ
+from tests.cli_helpers import without_target_line
 from tests.sqs_helpers import receive_event
 
 DATABASE = "login_etl_roles"
@@ -115,8 +116,11 @@ def database(url: str) -> pg8000.native.Connection:
 
 
 def login_etl(url: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """``login-etl ARGS`` in its own process, as the database user of ``url``."""
-    return subprocess.run(
+    """``login-etl ARGS`` in its own process, as the database user of ``url``.
+
+    stderr without the line naming the target: these tests are about what follows it.
+    """
+    result = subprocess.run(
         [sys.executable, "-m", "login_etl_tools.cli", *args],
         input=stdin,
         capture_output=True,
@@ -126,6 +130,8 @@ def login_etl(url: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.Co
         timeout=300,
         check=False,
     )
+    result.stderr = without_target_line(result.stderr)
+    return result
 
 
 def load(queue: Provisioned, users: Users, count: int) -> dict[str, Any]:
@@ -203,7 +209,10 @@ def test_the_function_loads_through_its_role_and_cannot_read_back(
 
     assert refused(users.function, "SELECT masked_ip FROM user_logins") == "42501"
     assert refused(users.function, "SELECT * FROM user_logins_decoded") == "42501"
-    assert refused(users.function, "DELETE FROM login_etl_processed_messages") == "42501"
+    assert refused(users.function, "DELETE FROM user_logins") == "42501"
+    assert refused(users.function, "UPDATE login_etl_processed_messages SET message_id = 'x'") == (
+        "42501"
+    )
     unmask = login_etl(users.function, "unmask", "--where", "user_id=u0", cwd=tmp_path)
     assert unmask.returncode == 1
     assert unmask.stdout == ""
@@ -223,6 +232,24 @@ def test_the_function_isolates_a_refused_row_through_its_role(
     assert len(response["batchItemFailures"]) == 1
     with database(users.admin) as admin:
         assert admin.run("SELECT user_id FROM user_logins ORDER BY 1") == [["u0"], ["u2"]]
+
+
+def test_the_function_prunes_its_ledger_through_its_role(
+    users: Users, queue: Provisioned, keys: KeyStore
+) -> None:
+    load(queue, users, 3)
+    with database(users.admin) as admin:
+        admin.run(
+            "UPDATE login_etl_processed_messages SET processed_at = now() - interval '90 days'"
+            " WHERE message_id IN (SELECT message_id FROM login_etl_processed_messages LIMIT 2)"
+        )
+    with patched_environ({"DATABASE_URL": users.function}):
+        summary = lambda_handler({"action": "prune-ledger"}, LocalContext())
+
+    assert summary["deleted"] == 2
+    with database(users.admin) as admin:
+        assert admin.run("SELECT count(*) FROM login_etl_processed_messages") == [[1]]
+        assert admin.run("SELECT count(*) FROM user_logins") == [[3]]
 
 
 def test_the_function_skips_a_redelivered_message_through_its_role(

@@ -116,9 +116,9 @@ def test_nothing_the_function_emits_carries_pii_or_key_material(
         return response
 
     send_bodies(sqs, queue.queue_url, mixed)
-    run_event_source_mapping(sqs, queue.queue_url, recording, batch_size=50, max_seconds=120)
+    run_event_source_mapping(sqs, queue.queue_url, recording, batch_size=50)
     send_bodies(sqs, queue.queue_url, valid)
-    run_schedule(sqs, queue.queue_url, recording, max_seconds=120)
+    run_schedule(sqs, queue.queue_url, recording)
     assert db.run("SELECT count(*) FROM user_logins")[0][0] > 200
 
     # Failed invocations: Postgres unreachable, then a data key KMS refuses.
@@ -262,9 +262,9 @@ def test_debug_logs_of_every_library_carry_no_secret(
         reset_runtime()  # a cold start inside the capture: GetSecretValue, GetParameter, Decrypt
         aws._client.cache_clear()  # clients that see the session token
         send_bodies(sqs, queue.queue_url, mixed)
-        run_event_source_mapping(sqs, queue.queue_url, invoke, batch_size=100, max_seconds=120)
+        run_event_source_mapping(sqs, queue.queue_url, invoke, batch_size=100)
         send_bodies(sqs, queue.queue_url, valid)
-        run_schedule(sqs, queue.queue_url, invoke, max_seconds=120)  # ReceiveMessage bodies
+        run_schedule(sqs, queue.queue_url, invoke)  # ReceiveMessage bodies
         reset_runtime()
     aws._client.cache_clear()
 

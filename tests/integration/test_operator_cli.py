@@ -23,7 +23,7 @@ from login_etl_tools.report import build_report
 from login_etl_tools.sample_data import generate_labelled
 from login_etl_tools.seeding import send_bodies
 from login_etl_tools.stack import LocalStack, patched_environ
-from tests.cli_helpers import login_etl
+from tests.cli_helpers import login_etl, without_target_line
 
 
 def test_stack_up_status_down_across_processes(tmp_path: Path) -> None:
@@ -96,18 +96,29 @@ def test_dlq_show_and_redrive_commands(
     queue: Provisioned, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = json.dumps({"foo": "oops_wrong_msg_type", "bar": "123"})
-    send_bodies(boto3.client("sqs"), queue.dlq_url, [bad, bad, "not json"])
+    [valid] = [body for body, ok in generate_labelled(1, seed=3, malformed_ratio=0) if ok]
+    send_bodies(boto3.client("sqs"), queue.dlq_url, [bad, bad, "not json", valid])
     with patched_environ({"DLQ_URL": queue.dlq_url}):
         assert cli.main(["dlq", "show"]) == 0
         shown = capsys.readouterr().out
         assert cli.main(["dlq", "redrive"]) == 0
         moved = capsys.readouterr().out
+        assert cli.main(["dlq", "redrive", "--all"]) == 0
+        forced = capsys.readouterr()
 
-    assert shown.splitlines()[0] == f"3 message(s) in {queue.dlq_url}"
+    assert shown.splitlines()[0] == f"4 message(s) in {queue.dlq_url}"
     assert "2  missing_keys" in shown
     assert "1  not_json" in shown
+    assert "1  valid now" in shown
     assert "oops" not in shown  # reasons, never contents
-    assert moved.strip() == f"moved 3 message(s) back to {queue.queue_url}"
+    # What show knows is invalid stays in the DLQ, and the command says so.
+    assert moved.splitlines()[0] == f"moved 1 message(s) back to {queue.queue_url}"
+    assert moved.splitlines()[1].startswith(
+        f"left 3 message(s) that fail validation in {queue.dlq_url} (2 missing_keys"
+    )
+    assert "--all moves them anyway" in moved
+    assert forced.out.strip() == f"moved 3 message(s) back to {queue.queue_url}"
+    assert "warning: 3 of them fail validation" in forced.err
 
 
 def test_report_counts_what_analysts_see(queue: Provisioned, db: pg8000.native.Connection) -> None:
@@ -177,7 +188,7 @@ def test_usual_mistakes_are_one_line_and_exit_1(
             monkeypatch.setenv(name, value)
     code = cli.main(argv)
 
-    err = capsys.readouterr().err
+    err = without_target_line(capsys.readouterr().err)
     assert code == 1
     assert err.startswith(f"login-etl: {message}")
     assert len(err.strip().splitlines()) == 1

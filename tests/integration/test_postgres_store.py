@@ -115,3 +115,19 @@ def test_decoded_view_gives_the_dotted_version(
 ) -> None:
     store.write([("m1", row())])
     assert db.run("SELECT app_version_text FROM user_logins_decoded") == [["2.3.0"]]
+
+
+def test_a_session_carries_no_state_after_writes(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """What lets RDS Proxy multiplex: after the schema check, a write, and the isolation of a
+    refused row, nothing outlives a transaction (settings, prepared statements, locks)."""
+    store.write([("m1", row())])
+    store.write([("m2", row()), ("bad", row("x" * 129))])  # the isolation path too
+    conn = store._session.conn  # type: ignore[union-attr]  # the store's own session
+    assert conn.run("SELECT name FROM pg_settings WHERE source = 'session'") == []
+    assert conn.run("SELECT count(*) FROM pg_prepared_statements") == [[0]]
+    assert conn.run("SELECT count(*) FROM pg_cursors") == [[0]]
+    locks = "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+    assert conn.run(locks) == [[0]]
+    assert conn.run("SHOW statement_timeout") == [["0"]]  # set per transaction, gone after

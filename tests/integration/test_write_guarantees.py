@@ -94,7 +94,7 @@ def test_a_refusal_no_row_explains_fails_the_whole_write(
     nothing can be attributed, so nothing is acknowledged."""
     given_table(db)
     db.run(
-        "CREATE FUNCTION at_most_five() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        "CREATE OR REPLACE FUNCTION at_most_five() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         " IF (SELECT count(*) FROM new_rows) > 5 THEN"
         " RAISE EXCEPTION 'too many' USING ERRCODE = 'check_violation'; END IF;"
         " RETURN NULL; END $$"
@@ -252,7 +252,7 @@ def test_overlapping_batches_in_opposite_orders_do_not_deadlock(
     setup.write([("warm-up", row("u0"))])
     setup.close()
     db.run(
-        "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        "CREATE OR REPLACE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         " PERFORM pg_sleep(0.001); RETURN NEW; END $$"
     )
     db.run(

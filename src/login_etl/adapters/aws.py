@@ -16,6 +16,7 @@ from login_etl.adapters import log_redaction
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
+    from mypy_boto3_rds import RDSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -61,4 +62,10 @@ def secretsmanager() -> SecretsManagerClient:
 def sqs() -> SQSClient:
     """The SQS client."""
     client: SQSClient = _client("sqs")
+    return client
+
+
+def rds() -> RDSClient:
+    """The RDS client (only its local token signer is used: IAM database authentication)."""
+    client: RDSClient = _client("rds")
     return client

@@ -6,7 +6,8 @@ Three timeouts, three jobs (they were one, and a 6 s lock wait could never succe
 * the server enforces ``statement_timeout``, set per transaction with ``SET LOCAL`` (no session
   state, so a pooler such as RDS Proxy can multiplex the connection): when it fires, Postgres
   itself ends the statement, rolls back and frees its locks;
-* the socket's read timeout is the statement timeout plus a margin, a last resort for a server
+* the socket's read timeout is the longest statement timeout (the isolation of refused rows
+  gets ``ISOLATION_TIMEOUT_FACTOR`` of them) plus a margin, a last resort for a server
   that cannot answer at all (a network partition). A client that gives up there ends the
   server-side session from a second connection, so an abandoned COPY cannot keep holding the
   ledger locks that the retry then waits on.
@@ -24,6 +25,10 @@ import pg8000.native
 # The client waits this much longer than the server's statement_timeout before giving up:
 # the server's own cancellation (clean rollback, a SQLSTATE) should always come first.
 READ_TIMEOUT_MARGIN_S = 10.0
+# Isolating refused rows tries each row of a refused chunk twice (a probe, then for real) in
+# one statement: it gets this many statement timeouts, so a batch whose write fits the timeout
+# is not dead-lettered because one of its rows was refused (found in review).
+ISOLATION_TIMEOUT_FACTOR = 5
 # SQLSTATE class 28: invalid authorization (28P01 wrong password, 28000 e.g. unknown user).
 _AUTHENTICATION_FAILED_CLASS = "28"
 
@@ -56,7 +61,8 @@ class ConnectionParams:
             return self.read_timeout_s
         if self.statement_timeout_ms <= 0:
             return None
-        return self.statement_timeout_ms / 1000 + READ_TIMEOUT_MARGIN_S
+        longest_statement_s = ISOLATION_TIMEOUT_FACTOR * self.statement_timeout_ms / 1000
+        return longest_statement_s + READ_TIMEOUT_MARGIN_S
 
     def with_password(self, password: str) -> ConnectionParams:
         """The same target with other credentials (tests, rotation)."""
@@ -84,7 +90,8 @@ class FixedParams:
 
 @dataclass(slots=True)
 class Session:
-    """An open connection and the server process serving it (to end it from outside)."""
+    """An open connection, and the server process of its current transaction (``begin``
+    updates it) so that a client that gives up can end it from outside."""
 
     conn: pg8000.native.Connection
     backend_pid: int
@@ -107,13 +114,7 @@ def open_session(source: ConnectionParamsSource) -> Session:
 
 
 def _open(params: ConnectionParams) -> Session:
-    conn = connect(params)
-    try:
-        pid = int(conn.run("SELECT pg_backend_pid()")[0][0])
-    except BaseException:
-        close_quietly(conn)
-        raise
-    return Session(conn, pid, params)
+    return Session(connect(params), 0, params)
 
 
 def connect(params: ConnectionParams) -> pg8000.native.Connection:
@@ -145,9 +146,18 @@ def connect(params: ConnectionParams) -> pg8000.native.Connection:
     return conn
 
 
-def begin(conn: pg8000.native.Connection, params: ConnectionParams) -> None:
-    """START TRANSACTION with the statement timeout, in one round trip (simple protocol)."""
-    conn.run(f"START TRANSACTION; SET LOCAL statement_timeout = {int(params.statement_timeout_ms)}")
+def begin(conn: pg8000.native.Connection, params: ConnectionParams, timeouts: int = 1) -> int:
+    """START TRANSACTION with ``timeouts`` statement timeouts, in one round trip (simple
+    protocol); the server process serving this transaction.
+
+    The process is asked per transaction, not per connection: behind RDS Proxy each
+    transaction may run on another one, and a client that gives up must end the right one.
+    """
+    timeout_ms = int(params.statement_timeout_ms) * timeouts
+    rows = conn.run(
+        f"START TRANSACTION; SET LOCAL statement_timeout = {timeout_ms}; SELECT pg_backend_pid()"
+    )
+    return int(rows[-1][0])
 
 
 def end_backend(params: ConnectionParams, backend_pid: int) -> None:

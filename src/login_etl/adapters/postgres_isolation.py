@@ -17,7 +17,7 @@ PL/pgSQL block, in batch order, inside a transaction that is rolled back after:
 
 The batch travels as a transaction-local setting (``set_config(..., true)``): a ``DO`` block
 takes no parameters, and the setting needs no privilege, no temporary table and no DDL.
-Errors outside SQLSTATE classes 22 and 23 are not about a row: they abort the block.
+Errors that cannot be about one row (``is_row_level``) abort the block.
 """
 
 from __future__ import annotations
@@ -25,16 +25,23 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import pg8000.native
-
-from login_etl.adapters.postgres_connection import ConnectionParams, begin
+from login_etl.adapters.postgres_connection import ISOLATION_TIMEOUT_FACTOR, Session, begin
 from login_etl.adapters.postgres_schema import COLUMNS, INSERT_LEDGER, TABLE
 from login_etl.domain.models import UserLoginRow
 
-ROW_LEVEL_SQLSTATE_CLASSES = ("22", "23")
+# Errors a single row can cause: data exceptions (22), constraints (23), WITH CHECK OPTION
+# (44), a trigger's RAISE (P0, PL/pgSQL's default), a row-level security policy (42501).
+# Anything else (connection, resources, timeouts, serialization...) is about the database.
+ROW_LEVEL_SQLSTATE_CLASSES = ("22", "23", "44", "P0")
+ROW_LEVEL_SQLSTATES = ("42501",)
+# Data and constraint errors name a row for certain; for the others, a refusal is only
+# believed if some rows passed (every row refused with 42501 is a missing grant, not a row).
+DATA_SQLSTATE_CLASSES = ("22", "23")
 _BATCH_SETTING = "login_etl.isolate_batch"
 _REFUSED_SETTING = "login_etl.refused_rows"
 _COLUMN_LIST = ", ".join(COLUMNS)
+_CLASSES = "(" + ", ".join(f"'{c}'" for c in ROW_LEVEL_SQLSTATE_CLASSES) + ")"
+_CODES = "(" + ", ".join(f"'{c}'" for c in ROW_LEVEL_SQLSTATES) + ")"
 # Rows are tried a chunk at a time, and one by one only inside a chunk that is refused: with
 # few refused rows (the usual case) that is ~200 statements for 10,000 rows instead of 20,000
 # (1 refused row of 10,000: 0.9 s -> see README "Benchmarks"). sqrt(10,000) balances the two.
@@ -66,7 +73,7 @@ BEGIN
     EXCEPTION
       WHEN SQLSTATE 'LE000' THEN NULL;
       WHEN OTHERS THEN
-        IF left(SQLSTATE, 2) NOT IN ('22', '23') THEN RAISE; END IF;
+        IF left(SQLSTATE, 2) NOT IN {_CLASSES} AND SQLSTATE NOT IN {_CODES} THEN RAISE; END IF;
     END;
     IF passed THEN
       {_INSERT};  -- kept, in the top transaction: later rows are checked against it
@@ -82,7 +89,8 @@ BEGIN
       EXCEPTION
         WHEN SQLSTATE 'LE000' THEN NULL;
         WHEN OTHERS THEN
-          IF left(SQLSTATE, 2) NOT IN ('22', '23') THEN RAISE; END IF;
+          IF left(SQLSTATE, 2) NOT IN {_CLASSES} AND SQLSTATE NOT IN {_CODES} THEN RAISE;
+          END IF;
           refused := refused || jsonb_build_object(position::text, SQLSTATE);
       END;
       IF passed THEN
@@ -98,8 +106,8 @@ $$
 
 
 def is_row_level(state: str) -> bool:
-    """Whether a SQLSTATE is about a row's content (22 data exception, 23 constraint)."""
-    return state.startswith(ROW_LEVEL_SQLSTATE_CLASSES)
+    """Whether a SQLSTATE can be about one row's content (then the rows are tried one by one)."""
+    return state.startswith(ROW_LEVEL_SQLSTATE_CLASSES) or state in ROW_LEVEL_SQLSTATES
 
 
 class UnattributedRefusalError(RuntimeError):
@@ -117,10 +125,7 @@ class UnattributedRefusalError(RuntimeError):
 
 
 def find_refused_rows(
-    conn: pg8000.native.Connection,
-    params: ConnectionParams,
-    rows: Sequence[tuple[str, UserLoginRow]],
-    state: str,
+    session: Session, rows: Sequence[tuple[str, UserLoginRow]], state: str
 ) -> dict[str, str]:
     """Message id -> SQLSTATE of each row Postgres refuses; nothing is left written.
 
@@ -129,7 +134,8 @@ def find_refused_rows(
     something else, such as a concurrent writer), raise ``UnattributedRefusalError``: nothing
     may be acknowledged on this basis.
     """
-    begin(conn, params)
+    conn = session.conn
+    session.backend_pid = begin(conn, session.params, timeouts=ISOLATION_TIMEOUT_FACTOR)
     try:
         conn.run("SET CONSTRAINTS ALL IMMEDIATE")
         ids = json.dumps([message_id for message_id, _ in rows])
@@ -144,7 +150,8 @@ def find_refused_rows(
     finally:
         conn.run("ROLLBACK")  # nothing of the trial stays; the caller writes the rest
     refused: dict[str, str] = json.loads(answer[0][0])
-    if not refused:
+    blamed_everything = len(refused) == len(candidates) > 1
+    if not refused or (blamed_everything and not state.startswith(DATA_SQLSTATE_CLASSES)):
         raise UnattributedRefusalError(state)
     return {candidates[int(position)][0]: str(state) for position, state in refused.items()}
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pg8000.native
 
-from login_etl.adapters.postgres_connection import ConnectionParams, begin, sqlstate
+from login_etl.adapters.postgres_connection import Session, begin, sqlstate
 from login_etl.adapters.postgres_schema import INSERT_LEDGER, LEDGER
 
 UNIQUE_VIOLATION = "23505"
@@ -30,14 +30,13 @@ ORDER BY message_id
 """  # noqa: S608 - constant names only
 
 
-def record_ids(
-    conn: pg8000.native.Connection, params: ConnectionParams, ids: Sequence[str]
-) -> set[str]:
+def record_ids(session: Session, ids: Sequence[str]) -> set[str]:
     """Insert ``ids`` into the ledger; return those that were there already.
 
     The caller has begun the transaction and done nothing else in it; on return the ids are
     locked by it. A redelivery costs one more round trip and a new transaction.
     """
+    conn = session.conn
     batch = json_array(ids)
     try:
         conn.run(INSERT_NEW_IDS, ids=batch)
@@ -47,7 +46,7 @@ def record_ids(
     else:
         return set()
     conn.run("ROLLBACK")
-    begin(conn, params)
+    session.backend_pid = begin(conn, session.params)
     return {row[0] for row in conn.run(INSERT_LEDGER, ids=batch)}
 
 

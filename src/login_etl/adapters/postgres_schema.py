@@ -46,6 +46,18 @@ WITH batch AS (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)) AS message_
 SELECT message_id FROM batch EXCEPT ALL SELECT message_id FROM added
 """  # noqa: S608 - constant names only
 
+# The ledger is kept for a retention window (config.Settings.ledger_retention_s), then pruned a
+# batch at a time, each batch its own short transaction: writers never wait on a long DELETE.
+# ctid = ANY(ARRAY(...)) is a TID scan of exactly the chosen rows. No index on processed_at:
+# the oldest rows are the first in the heap, so the scan stops early, and an index cost the
+# writers more than it saved the pruning (README "Benchmarks", `make bench-ledger`).
+PRUNE_LEDGER_BATCH = f"""
+DELETE FROM {LEDGER} WHERE ctid = ANY(ARRAY(
+  SELECT ctid FROM {LEDGER}
+  WHERE processed_at < now() - make_interval(secs => CAST(:retention_s AS double precision))
+  LIMIT CAST(:rows AS integer)))
+"""  # noqa: S608 - constant names only
+
 # app_version decoded back to its dotted form, for analysts.
 # Built from constants only (no input), hence the S608 waiver.
 CREATE_DECODED_VIEW = f"""
@@ -63,5 +75,8 @@ SCHEMA_LOCK_KEY = 0x6C6F67696E45544C  # "loginETL"
 SCHEMA_STATEMENTS = (
     (TABLE, CREATE_TABLE),
     (LEDGER, CREATE_LEDGER),
-    ("user_logins_decoded", CREATE_DECODED_VIEW),
 )
+# For analysts only, so never on the write path's critical path: an existing table whose
+# app_version is not an integer, or a user without CREATE, gets no view and still takes rows.
+DECODED_VIEW = "user_logins_decoded"
+OPTIONAL_SCHEMA_STATEMENTS = ((DECODED_VIEW, CREATE_DECODED_VIEW),)

@@ -11,7 +11,7 @@ new transaction. A refusal that no row can be blamed for raises
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 
 import pg8000.native
@@ -31,6 +31,8 @@ from login_etl.adapters.postgres_isolation import find_refused_rows, is_row_leve
 from login_etl.adapters.postgres_ledger import record_ids
 from login_etl.adapters.postgres_schema import (
     COLUMNS,
+    OPTIONAL_SCHEMA_STATEMENTS,
+    PRUNE_LEDGER_BATCH,
     SCHEMA_LOCK_KEY,
     SCHEMA_STATEMENTS,
     TABLE,
@@ -71,8 +73,8 @@ class PostgresLoginStore:
         conn, params = session.conn, session.params
         try:
             try:
-                begin(conn, params)
-                written = self._insert(conn, params, rows)
+                session.backend_pid = begin(conn, params)
+                written = self._insert(session, rows)
                 conn.run("COMMIT")
                 return WriteResult(written=written, duplicates=len(rows) - written)
             except pg8000.native.DatabaseError as error:
@@ -81,7 +83,7 @@ class PostgresLoginStore:
                     raise
             # After a failed COMMIT the transaction is already gone; ROLLBACK only warns.
             conn.run("ROLLBACK")
-            return WriteResult(rejected=find_refused_rows(conn, params, rows, state))
+            return WriteResult(rejected=find_refused_rows(session, rows, state))
         except (pg8000.native.InterfaceError, OSError):
             # The client gave up or lost the line: the server may still run the statement and
             # hold its locks. End that session before the retry waits on them.
@@ -93,6 +95,26 @@ class PostgresLoginStore:
             raise
         finally:
             self._last_used = time.monotonic()
+
+    def prune(self, retention_s: float, batch_rows: int, keep_going: Callable[[], bool]) -> int:
+        """Delete ledger entries older than ``retention_s``, one short transaction a batch."""
+        session = self._connection()
+        deleted = 0
+        try:
+            while keep_going():
+                session.backend_pid = begin(session.conn, session.params)
+                session.conn.run(PRUNE_LEDGER_BATCH, retention_s=retention_s, rows=batch_rows)
+                batch = session.conn.row_count
+                session.conn.run("COMMIT")
+                deleted += batch
+                if batch < batch_rows:
+                    break
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self._last_used = time.monotonic()
+        return deleted
 
     def close(self) -> None:
         """Drop the connection, ignoring errors from a connection that is already gone."""
@@ -129,7 +151,8 @@ class PostgresLoginStore:
         session = self._connection()
         conn, params = session.conn, session.params
         made: list[UserLoginRow] = []
-        writer = StreamedWrite(conn, params, _COPY_ROWS, keys)
+        session.backend_pid = 0  # the writer's transaction sets it: never end a stale one
+        writer = StreamedWrite(session, _COPY_ROWS, keys)
         try:
             lines: list[str] = []
             for _, row in zip(keys, rows, strict=True):  # one row per id, or ValueError
@@ -143,7 +166,8 @@ class PostgresLoginStore:
         except BaseException:
             writer.abort()  # the COPY fails, nothing commits; the connection's state is unknown
             self.close()
-            end_backend(params, session.backend_pid)
+            if session.backend_pid:
+                end_backend(params, session.backend_pid)
             raise
         try:
             try:
@@ -155,7 +179,7 @@ class PostgresLoginStore:
                     raise
             conn.run("ROLLBACK")
             given = list(zip(keys, made, strict=True))
-            return WriteResult(rejected=find_refused_rows(conn, params, given, state))
+            return WriteResult(rejected=find_refused_rows(session, given, state))
         except (pg8000.native.InterfaceError, OSError):
             self.close()
             end_backend(params, session.backend_pid)
@@ -166,13 +190,9 @@ class PostgresLoginStore:
         finally:
             self._last_used = time.monotonic()
 
-    def _insert(
-        self,
-        conn: pg8000.native.Connection,
-        params: ConnectionParams,
-        rows: Sequence[tuple[str, UserLoginRow]],
-    ) -> int:
-        seen = record_ids(conn, params, [mid for mid, _ in rows])
+    def _insert(self, session: Session, rows: Sequence[tuple[str, UserLoginRow]]) -> int:
+        conn = session.conn
+        seen = record_ids(session, [mid for mid, _ in rows])
         payload = "".join(_copy_line(row) for mid, row in rows if mid not in seen)
         if payload:
             conn.run(_COPY_ROWS, stream=[payload.encode("utf-8")])
@@ -183,6 +203,8 @@ def ensure_schema(conn: pg8000.native.Connection, params: ConnectionParams | Non
     """Create what is missing, under an advisory lock so concurrent cold starts do not race.
 
     ``params``: run under the function's statement timeout (the operator tools pass none).
+    The optional objects (the analysts' view) are tried under a savepoint: one that cannot be
+    made is left out, never a reason to stop writing.
     """
     if params is None:
         conn.run("START TRANSACTION")
@@ -193,6 +215,14 @@ def ensure_schema(conn: pg8000.native.Connection, params: ConnectionParams | Non
         for name, statement in SCHEMA_STATEMENTS:
             if not table_exists(conn, name):
                 conn.run(statement)
+        for name, statement in OPTIONAL_SCHEMA_STATEMENTS:
+            if not table_exists(conn, name):
+                conn.run("SAVEPOINT optional_object")
+                try:
+                    conn.run(statement)
+                except pg8000.native.DatabaseError:
+                    conn.run("ROLLBACK TO SAVEPOINT optional_object")
+                conn.run("RELEASE SAVEPOINT optional_object")
         conn.run("COMMIT")
     except BaseException:
         conn.run("ROLLBACK")

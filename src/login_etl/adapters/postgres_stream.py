@@ -26,9 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from queue import SimpleQueue
 
-import pg8000.native
-
-from login_etl.adapters.postgres_connection import ConnectionParams, begin
+from login_etl.adapters.postgres_connection import Session, begin
 from login_etl.adapters.postgres_ledger import record_ids
 
 _END = "end"  # the caller handed over every chunk
@@ -42,14 +40,8 @@ class AbortedError(RuntimeError):
 class StreamedWrite:
     """The writer thread of one batch. ``send`` chunks, then ``finish`` (or ``abort``)."""
 
-    def __init__(
-        self,
-        conn: pg8000.native.Connection,
-        params: ConnectionParams,
-        copy_statement: str,
-        keys: Sequence[str],
-    ) -> None:
-        self._conn, self._params, self._copy, self._keys = conn, params, copy_statement, keys
+    def __init__(self, session: Session, copy_statement: str, keys: Sequence[str]) -> None:
+        self._session, self._copy, self._keys = session, copy_statement, keys
         self._chunks: SimpleQueue[tuple[int, list[str]] | str] = SimpleQueue()
         self._error: BaseException | None = None
         self.written = 0
@@ -74,14 +66,16 @@ class StreamedWrite:
         # A writer waiting for the ledger insert's answer (a lock, a slow server) would only
         # notice after it; shutting the socket down ends that wait at once.
         with contextlib.suppress(OSError, AttributeError):
-            self._conn._usock.shutdown(socket.SHUT_RDWR)
+            self._session.conn._usock.shutdown(socket.SHUT_RDWR)
         self._thread.join()
 
     def _run(self) -> None:
-        conn = self._conn
+        session = self._session
+        conn = session.conn
         try:
-            begin(conn, self._params)
-            seen = record_ids(conn, self._params, self._keys)
+            # The server process of this transaction, for a caller that must end it.
+            session.backend_pid = begin(conn, session.params)
+            seen = record_ids(session, self._keys)
             conn.run(self._copy, stream=self._lines(seen))
             conn.run("COMMIT")
         except BaseException as error:

@@ -29,7 +29,7 @@ class UnmaskError(ValueError):
     """One value could not be unmasked; the others can still be."""
 
     def __init__(self, failure: UnmaskFailure, key_id: int | None = None) -> None:
-        named = f" (key id {key_id:#010x})" if key_id is not None else ""
+        named = f" (key id {key_id:08x})" if key_id is not None else ""
         super().__init__(f"{failure.value}{named}")
         self.failure = failure
         self.key_id = key_id
@@ -41,12 +41,12 @@ class Keyring:
     def __init__(self, maskers: Iterable[DeterministicMasker], current_key_id: int) -> None:
         self._by_id = {masker.key_id: masker for masker in maskers}
         if current_key_id not in self._by_id:
-            raise ValueError(f"the current key {current_key_id:#010x} is not in the keyring")
+            raise ValueError(f"the current key {current_key_id:08x} is not in the keyring")
         self.current = self._by_id[current_key_id]
 
     def __repr__(self) -> str:
-        ids = ", ".join(f"{key_id:#010x}" for key_id in sorted(self._by_id))
-        return f"Keyring(current={self.current.key_id:#010x}, keys=[{ids}])"
+        ids = ", ".join(f"{key_id:08x}" for key_id in sorted(self._by_id))
+        return f"Keyring(current={self.current.key_id:08x}, keys=[{ids}])"
 
     @property
     def key_ids(self) -> list[int]:

@@ -21,42 +21,66 @@ from login_etl.config import (
 )
 from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
 from login_etl_tools.provisioning import DATA_KEY_PARAMETER
-from login_etl_tools.stack import patched_environ
-from login_etl_tools.stack_state import read_state
+from login_etl_tools.targets import choose_target, describe_aws, describe_database
+
+AWS = "aws"
+POSTGRES = "postgres"
+QUEUE = "queue"
+DLQ = "dlq"
+TARGET_LINE = "login-etl: using "  # how the line naming the target starts
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line, no traceback."""
 
 
-def uses_environment() -> bool:
-    """The environment names a stack (LocalStack, AWS, your Postgres): use it as it is."""
-    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("DATABASE_URL"))
-
-
 @contextmanager
-def target_stack() -> Iterator[None]:
-    """The environment's stack if it names one, else the one ``stack up`` left running.
+def target_stack(needs: tuple[str, ...] = (), database_why: str = "") -> Iterator[None]:
+    """The environment's stack, else stack up's (an error if neither), said on stderr first.
 
-    With neither, the environment is used as it is (real AWS through the credential chain).
+    ``needs``: what the command talks to (``AWS``, ``POSTGRES``, ``QUEUE``, ``DLQ``). What can
+    be checked without acting is checked before the line is printed: the variables are set,
+    the database URL parses, a region and credentials are there (and, for AWS itself, whose
+    account it is). ``database_why``: said if DATABASE_URL is missing.
     """
-    state = None if uses_environment() else read_state()
-    if state is None or not all(state.is_up()):
-        yield
-        return
-    with patched_environ(state.stack().environment()):
+    target = choose_target()
+    with target.applied():
+        if POSTGRES in needs:
+            database_url(database_why)
+        if QUEUE in needs or DLQ in needs:
+            queue_urls(dlq=DLQ in needs)
+        parts = []
+        if POSTGRES in needs:
+            parts.append(describe_database())
+        if AWS in needs:
+            parts.append(describe_aws())
+        if parts:
+            print(f"{TARGET_LINE}{' and '.join(parts)}: {target.origin}", file=sys.stderr)
         yield
 
 
-def queue_urls() -> tuple[str, str]:
-    """(login queue, its DLQ), from QUEUE_URL / DLQ_URL or the running local stack."""
+def database_url(why: str = "") -> str:
+    """DATABASE_URL, or a ``UserError`` saying how to set it."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise UserError(
+            f"{why + ': ' if why else ''}set DATABASE_URL"
+            " (postgresql://user:password@host:5432/database) or run `login-etl stack up`"
+        )
+    return url
+
+
+def queue_urls(*, dlq: bool = False) -> tuple[str, str]:
+    """(login queue, its DLQ) from QUEUE_URL / DLQ_URL; ``dlq``: the DLQ is needed too."""
     queue = os.environ.get("QUEUE_URL")
     if not queue:
         raise UserError(
             "no queue: run `login-etl stack up` (or set QUEUE_URL, and DLQ_URL for dlq commands)"
         )
-    dlq = os.environ.get("DLQ_URL") or ""
-    return queue, dlq
+    dead_letters = os.environ.get("DLQ_URL") or ""
+    if dlq and not dead_letters:
+        raise UserError("set DLQ_URL (the dead-letter queue's URL) or run `login-etl stack up`")
+    return queue, dead_letters
 
 
 def key_store(kms_key: str = DEFAULT_KMS_KEY) -> KeyStore:
@@ -75,29 +99,17 @@ def database(why: str = "") -> pg8000.native.Connection:
 
     ``why``: said when DATABASE_URL is missing, for commands one would not expect to need it.
     """
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        raise UserError(
-            f"{why + ': ' if why else ''}set DATABASE_URL"
-            " (postgresql://user:password@host:5432/database) or run `login-etl stack up`"
-        )
+    url = database_url(why)
     # Only the connection settings matter here; the data key's are not needed to connect.
     settings = Settings.from_env({**os.environ, "DATA_KEY_PARAMETER": DATA_KEY_PARAMETER})
-    return connect(connection_params_from_url(url, settings))
-
-
-def show_progress(done: int, total: int, what: str) -> None:
-    """A progress bar on stderr, redrawn in place; nothing unless stderr is a terminal."""
-    if sys.stderr.isatty() and total:
-        done = min(done, total)
-        bar = "#" * (30 * done // total)
-        print(f"\r  [{bar:<30}] {done}/{total} {what}", end="", file=sys.stderr, flush=True)
-
-
-def end_progress() -> None:
-    """Leave the progress line before printing results."""
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    params = connection_params_from_url(url, settings)
+    try:
+        return connect(params)
+    except OSError as error:  # socket and TLS errors that pg8000 does not wrap
+        raise UserError(
+            f"cannot reach Postgres at {redact(url)}: is it running? (check DATABASE_URL;"
+            f" {error.strerror or type(error).__name__})"
+        ) from None
 
 
 def redact(url: str) -> str:

@@ -7,19 +7,22 @@ from typing import Any
 
 import pg8000.native
 
-from login_etl_tools.commands.common import UserError, database
+from login_etl_tools.commands.arguments import actions, add_command
+from login_etl_tools.commands.common import POSTGRES, UserError, database
 from login_etl_tools.database_setup import GRANTS_FILE, SCHEMA_OBJECTS, init_database
 
 
 def register(commands: Any) -> None:
     """Add ``db`` to the subcommands."""
-    db = commands.add_parser(
-        "db",
-        help="init: create what is missing (tables, view, audit table), then the roles and"
-        " grants of src/login_etl_tools/grants.sql; run it as the database's owner",
+    db = add_command(commands, "db", "set up the database (as its owner)")
+    init = add_command(
+        actions(db),
+        "init",
+        "create what is missing (tables, view, audit table), then the roles and grants",
+        "Run it as the database's owner with CREATEROLE (on RDS: the master user). The\n"
+        f"grants are those of src/login_etl_tools/{GRANTS_FILE}; rerunning changes nothing.",
     )
-    db.add_argument("action", choices=("init",))
-    db.set_defaults(command=db_command)
+    init.set_defaults(command=db_command, needs=(POSTGRES,))
 
 
 def db_command(args: argparse.Namespace) -> int:  # noqa: ARG001 - one action so far

@@ -1,0 +1,66 @@
+"""The ledger's retention: forget message ids once they can no longer come back.
+
+The exactly-once ledger grows by a row (about 150 bytes with its index) per message; kept
+forever that is 140 GB per billion messages, and once it outgrows memory every insert of a
+random message id is random I/O. A message id is only needed while the message can still be
+delivered again (``Settings.ledger_retention_s``), so older entries are deleted, a small batch
+per transaction so that writers never wait on a long DELETE.
+
+Run by a scheduled rule of its own (template ``PruneLedger``, event ``{"action":
+"prune-ledger"}``) and by ``login-etl ledger prune``; it stops early when the invocation's time
+runs short and the next run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from login_etl.ports import LedgerPruner
+
+PRUNE_LEDGER_ACTION = "prune-ledger"
+
+
+class PruneStop(StrEnum):
+    """Why a pruning run ended."""
+
+    DONE = "done"
+    TIME_LIMIT = "time-limit"
+
+
+@dataclass(frozen=True, slots=True)
+class PruneSummary:
+    """What one pruning run did; the invocation returns it (counts only)."""
+
+    deleted: int
+    retention_s: int
+    stopped_because: PruneStop
+
+    def as_response(self) -> dict[str, int | str]:
+        """The invocation's result."""
+        return {
+            "deleted": self.deleted,
+            "retentionSeconds": self.retention_s,
+            "stoppedBecause": self.stopped_because.value,
+        }
+
+
+def prune_ledger(
+    pruner: LedgerPruner,
+    retention_s: int,
+    batch_rows: int,
+    remaining_ms: Callable[[], int],
+    safety_margin_ms: int,
+) -> PruneSummary:
+    """Delete entries older than ``retention_s`` until none is left or time runs short."""
+    out_of_time = False
+
+    def keep_going() -> bool:
+        nonlocal out_of_time
+        out_of_time = remaining_ms() <= safety_margin_ms
+        return not out_of_time
+
+    deleted = pruner.prune(retention_s, batch_rows, keep_going)
+    stop = PruneStop.TIME_LIMIT if out_of_time else PruneStop.DONE
+    return PruneSummary(deleted, retention_s, stop)

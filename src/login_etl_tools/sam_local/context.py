@@ -1,0 +1,114 @@
+"""What ``make test-sam-local`` hands to ``tests/sam_local``, and how those tests call SAM.
+
+The session (``session.py``) prepares everything and writes this context to a JSON file named by
+``LOGIN_ETL_SAM_LOCAL``; the tests only invoke and check. Kept free of the engine and image code
+so that the tests import nothing they do not use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+CONTEXT_VARIABLE = "LOGIN_ETL_SAM_LOCAL"
+SAMCONFIG_ENV = "sam-local"  # the samconfig.toml environment made for this
+FUNCTION = "LoginEtlFunction"
+
+
+@dataclass(frozen=True)
+class SamLocalConfig:
+    """``[sam-local.*]`` of samconfig.toml: where SAM builds, reads its env file, which network."""
+
+    build_dir: Path
+    template: Path
+    env_vars: Path
+    network: str
+    parameter_overrides: str
+
+    @classmethod
+    def load(cls, root: Path) -> SamLocalConfig:
+        config = tomllib.loads((root / "samconfig.toml").read_text())[SAMCONFIG_ENV]
+        build = config["build"]["parameters"]
+        invoke = config["local_invoke"]["parameters"]
+        return cls(
+            build_dir=root / build["build_dir"],
+            template=root / invoke["template_file"],
+            env_vars=root / invoke["env_vars"],
+            network=invoke["docker_network"],
+            parameter_overrides=invoke["parameter_overrides"],
+        )
+
+
+@dataclass(frozen=True)
+class SamLocalContext:
+    """A prepared run: SAM, the engine, the host's architecture, the stack on both sides."""
+
+    root: str
+    sam: str
+    docker_host: str
+    architecture: str
+    host_environment: dict[str, str]  # the stack as the host reaches it (loopback)
+    container_environment: dict[str, str]  # the same stack as the container reaches it
+    timings_file: str
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def from_environment(cls) -> SamLocalContext | None:
+        """The context the session wrote, or None outside ``make test-sam-local``."""
+        path = os.environ.get(CONTEXT_VARIABLE)
+        return cls(**json.loads(Path(path).read_text())) if path else None
+
+    def invoke_command(self, event: Path) -> list[str]:
+        """``sam local invoke`` with the samconfig environment; only the architecture added.
+
+        ``--parameter-overrides`` on the command line replaces samconfig's, so samconfig's
+        value is repeated with ``Architecture`` appended.
+        """
+        config = SamLocalConfig.load(Path(self.root))
+        overrides = f"{config.parameter_overrides} Architecture={self.architecture}"
+        return [
+            self.sam, "local", "invoke", FUNCTION,
+            "--config-env", SAMCONFIG_ENV,
+            "--event", str(event),
+            "--parameter-overrides", overrides,
+        ]  # fmt: skip
+
+    def invoke(self, event: Path) -> tuple[dict[str, Any], str]:
+        """Run ``sam local invoke`` on ``event``: (the function's response, SAM's log output)."""
+        started = time.monotonic()
+        done = subprocess.run(
+            self.invoke_command(event),
+            cwd=self.root,
+            env={
+                **os.environ,
+                "DOCKER_HOST": self.docker_host,
+                "SAM_CLI_TELEMETRY": "0",
+                # What SAM gives the container as credentials and region: moto takes any.
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_REGION": self.host_environment["AWS_REGION"],
+                "AWS_DEFAULT_REGION": self.host_environment["AWS_REGION"],
+            },
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        with Path(self.timings_file).open("a") as timings:
+            timings.write(json.dumps({"event": event.name, "seconds": round(seconds, 2)}) + "\n")
+        if done.returncode != 0 or not done.stdout.strip():
+            raise AssertionError(
+                f"sam local invoke gave exit code {done.returncode} and no response after"
+                f" {seconds:.0f} s; its output:\n{done.stderr[-6000:]}"
+            )
+        response: dict[str, Any] = json.loads(done.stdout)
+        return response, done.stderr
