@@ -235,3 +235,24 @@ def test_an_id_another_batch_holds_is_settled_by_that_batch(
         assert (outcome.written, outcome.duplicates) == (SIZE, 0)
         assert count(db, "SELECT count(*) FROM user_logins") == SIZE
     assert ledger(db) == {m.message_id for m in messages}
+
+
+ODD_IDS = ["it's", 'a"b', "back\\slash", "$$", "$login_etl_ids$", "é-ü", "tab\there", "x" * 128]
+
+
+@pytest.mark.parametrize("size", [len(ODD_IDS), SIZE])
+def test_odd_message_ids_reach_the_ledger_intact(
+    tables: pg8000.native.Connection, size: int
+) -> None:
+    """The ids travel inside the ledger statement (dollar-quoted), or as a parameter when one
+    holds the quoting tag: either way each is recorded as it is, and found again."""
+    db = tables
+    messages = batch(8)[: size - len(ODD_IDS)] + [
+        QueueMessage(odd, m.body) for odd, m in zip(ODD_IDS, batch(9), strict=False)
+    ]
+    for with_the_tag in (messages, [m for m in messages if m.message_id != "$login_etl_ids$"]):
+        db.run("TRUNCATE user_logins, login_etl_processed_messages")
+        assert write(with_the_tag).written == len(with_the_tag)
+        assert ledger(db) == {m.message_id for m in with_the_tag}
+        again = write(with_the_tag)  # a redelivery: the ids are found in the ledger
+        assert (again.written, again.duplicates) == (0, len(with_the_tag))

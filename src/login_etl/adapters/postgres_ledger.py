@@ -23,23 +23,32 @@ from login_etl.adapters.postgres_connection import Session, begin, sqlstate
 from login_etl.adapters.postgres_schema import INSERT_LEDGER, LEDGER
 
 UNIQUE_VIOLATION = "23505"
-INSERT_NEW_IDS = f"""
+_INSERT_NEW_IDS = f"""
 INSERT INTO {LEDGER} (message_id)
-SELECT message_id FROM jsonb_array_elements_text(CAST(:ids AS jsonb)) AS batch(message_id)
+SELECT message_id FROM jsonb_array_elements_text(CAST({{ids}} AS jsonb)) AS batch(message_id)
 ORDER BY message_id
 """  # noqa: S608 - constant names only
+INSERT_NEW_IDS = _INSERT_NEW_IDS.format(ids=":ids")
+# pg8000 sends a statement with parameters in three round trips (parse, describe, execute),
+# one without in one: the ids go in the statement as a dollar-quoted literal, whose content
+# is taken as is (no escape, whatever standard_conforming_strings says). An array that holds
+# the tag itself (no SQS id can) goes as a parameter.
+_TAG = "$login_etl_ids$"
 
 
 def record_ids(session: Session, ids: Sequence[str]) -> set[str]:
     """Insert ``ids`` into the ledger; return those that were there already.
 
     The caller has begun the transaction and done nothing else in it; on return the ids are
-    locked by it. A redelivery costs one more round trip and a new transaction.
+    locked by it. One round trip; a redelivery costs three more and a new transaction.
     """
     conn = session.conn
     batch = json_array(ids)
     try:
-        conn.run(INSERT_NEW_IDS, ids=batch)
+        if _TAG in batch:
+            conn.run(INSERT_NEW_IDS, ids=batch)
+        else:
+            conn.run(_INSERT_NEW_IDS.format(ids=f"{_TAG}{batch}{_TAG}"))
     except pg8000.native.DatabaseError as error:
         if sqlstate(error) != UNIQUE_VIOLATION:
             raise
