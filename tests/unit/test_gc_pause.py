@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from login_etl.handler import cyclic_gc_paused
+from login_etl.gc_pause import cyclic_gc_paused
 
 
 @pytest.fixture(autouse=True)
