@@ -9,6 +9,7 @@ message is written exactly once in the end.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,11 +46,14 @@ def ledger(db: pg8000.native.Connection) -> set[str]:
 
 
 def write(messages: list[QueueMessage], mask: Callable[[str], str] = str.upper) -> BatchOutcome:
+    """process_batch on a fresh store; Python's switch interval is left as it was found."""
     store = PostgresLoginStore(params())
+    interval = sys.getswitchinterval()
     try:
         return process_batch(messages, mask, NO_CLAIMS, store, DAY)
     finally:
         store.close()
+        assert sys.getswitchinterval() == interval
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
