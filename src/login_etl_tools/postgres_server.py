@@ -6,6 +6,7 @@ unprivileged ``postgres`` system user, with a data directory that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import os
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,18 +160,65 @@ class PostgresServer:
         argv = [str(c) for c in command]
         if _as_service_account():
             argv = ["runuser", "-u", _SERVICE_ACCOUNT, "--", *argv]
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if check and result.returncode != 0:
+        returncode, stdout, stderr = _run_as_group(argv)
+        if check and returncode != 0:
             name = Path(str(command[0])).name
-            if result.returncode < 0:  # killed (Ctrl-C reaches the whole process group)
-                raise RuntimeError(
-                    f"{name} was stopped by {signal.Signals(-result.returncode).name}"
-                )
-            output = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            output = (stderr.strip() or stdout.strip()).splitlines()
             # The last line says what went wrong; all of it follows, for --debug.
             raise RuntimeError(
                 f"{name} failed: {output[-1] if output else ''}\n" + "\n".join(output)
             )
+
+
+def _run_as_group(argv: list[str]) -> tuple[int, str, str]:
+    """Run a command in a process group of its own; if we are stopped, stop all of it first.
+
+    ``subprocess.run`` kills only its direct child on an exception: with ``runuser`` in
+    between, an interrupted ``initdb`` went on running (with its ``postgres --boot`` children)
+    after the command had exited. Its own group also keeps the terminal's Ctrl-C from
+    reaching it: the signal comes to us, and the cleanup decides.
+    """
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        with shielded():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            _wait_until_group_is_gone(process.pid)
+        raise
+    return process.returncode, stdout, stderr
+
+
+def _wait_until_group_is_gone(group: int, timeout_s: float = 30.0) -> None:
+    """Members of a killed group can outlive its leader for a moment: wait until none runs."""
+    deadline = time.monotonic() + timeout_s
+    while _group_runs(group) and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _group_runs(group: int) -> bool:
+    """A process of the group is still running (a zombie, ended but not reaped, is not)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # no procfs (macOS): ask the kernel, zombies included
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:  # state, ppid, pgrp
+            return True
+    return False
 
 
 def _as_service_account() -> bool:

@@ -64,8 +64,8 @@ def test_the_run_summary_is_this_runs(stack_dir: tuple[Path, dict[str, str]]) ->
     assert malformed_1  # both runs dead-letter something
     assert malformed_2
     out = second.stdout
-    assert figure(out, "rows written to user_logins") == valid_2
-    assert figure(out, "messages dead-lettered") == malformed_2
+    assert figure(out, "rows written to user_logins") == valid_2, (first.stdout, out)
+    assert figure(out, "messages dead-lettered") == malformed_2, (first.stdout, out)
     section = out.split("dead-lettered by this run, and why")[1].split("\n\n")[0]
     reasons = section.splitlines()[1:]  # after the heading's own line
     assert sum(int(line.split()[0]) for line in reasons) == malformed_2
