@@ -111,10 +111,10 @@ def _validate(
             batch.duplicates += 1  # the same message twice in one batch: one effect
             continue
         if defect is None and claim is None:
-            key = message_id  # the usual message: _idempotency_key's first case, inline
+            key = message_id  # the usual message: _identity's first case, inline
         else:
             try:
-                key = _idempotency_key(message, verify_claim)
+                key, sent_timestamp_ms = _identity(message, verify_claim)
             except InvalidMessageError as error:
                 failures[message_id] = Failure(message_id, error.reason, error.detail)
                 continue
@@ -185,19 +185,26 @@ def _write_without_refused(
     return result
 
 
-def _idempotency_key(message: QueueMessage, verify_claim: VerifyClaim) -> str:
-    """What the ledger records: the message id, or the id a verified redrive claim names.
+def _identity(message: QueueMessage, verify_claim: VerifyClaim) -> tuple[str, str | None]:
+    """What the ledger records and the SentTimestamp the row is dated by.
 
-    ``InvalidMessageError`` for an odd record (its ``defect``) or a claim that does not verify.
-    Such a claim fails the message (logged, retried, then dead-lettered): skipping the message
-    would let any producer suppress logins by naming other messages' ids, and ignoring the
-    claim would let a genuine copy be written twice.
+    The message's own id and time, or, for a redriven copy whose claim verifies and is fresh
+    (``domain/redrive_claim``), the original message's: the copies of one login are written
+    once, with the day it was sent. ``InvalidMessageError`` for an odd record (its ``defect``)
+    or a claim that does not verify. Such a claim fails the message (logged, retried, then
+    dead-lettered): skipping the message would let any producer suppress logins by naming
+    other messages' ids, and ignoring the claim would let a genuine copy be written twice. A
+    claim that verifies but was signed long before this message was sent is a replay onto a
+    later login with the same body: that login counts as itself.
     """
     if message.defect is not None:
         raise message.defect  # the record itself is odd: it fails before anything else
     if message.redrive_claim is None:
-        return message.message_id
-    return verify_claim(message.redrive_claim, message.body)
+        return message.message_id, message.sent_timestamp_ms
+    claim = verify_claim(message.redrive_claim, message.body)
+    if not claim.is_fresh_for(message.sent_timestamp_ms):
+        return message.message_id, message.sent_timestamp_ms
+    return claim.original_id, str(claim.original_sent_ms)
 
 
 def _fail_later_messages_of_failed_groups(

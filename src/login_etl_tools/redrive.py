@@ -4,22 +4,26 @@ Each message is sent first and deleted from the DLQ only after SQS accepted the 
 interruption can duplicate a message but never lose one. The copy carries the attribute
 ``login_etl_original_message_id`` with a claim signed by the current data key
 (``domain/redrive_claim``), and the function's ledger keys on the id it names once the claim
-verifies: a duplicated copy is recognised and written once. (SQS's own ``StartMessageMoveTask``
-gives the copies new ids and no such link, so an interrupted move followed by a retry could
-write a row twice.)
+verifies: a duplicated copy is recognised and written once. The claim also carries the
+original's SentTimestamp (which the DLQ keeps), so the row is dated by the login, not the
+redrive, and the time it was signed, just before the copy is sent. (SQS's own
+``StartMessageMoveTask`` gives the copies new ids and no such link, so an interrupted move
+followed by a retry could write a row twice.)
 
-A message that already carries a claim (a copy dead-lettered again) keeps the id it names, but
-only if the claim verifies under a key of the ring; otherwise the claim is a producer's forgery
-(the function dead-lettered it for that) and the message is re-signed as itself.
+A message that already carries a claim (a copy dead-lettered again) keeps the id and time it
+names, but only if the claim verifies under a key of the ring and is fresh (the function's rule);
+otherwise the claim is a producer's forgery or replay and the message is re-signed as itself.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from login_etl.domain.errors import InvalidMessageError
-from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE, ClaimKey, VerifyClaim
+from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE, ClaimKey, RedriveClaim, VerifyClaim
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -36,6 +40,7 @@ def redrive(
     hold_s: int = 120,
     keep: Callable[[MessageTypeDef], bool] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
 ) -> int:
     """Move every message of ``dlq_url`` (that ``keep`` accepts) to ``queue_url``; the number moved.
 
@@ -56,7 +61,7 @@ def redrive(
                 VisibilityTimeout=hold_s,
                 WaitTimeSeconds=0,
                 MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["MessageGroupId"],
+                MessageSystemAttributeNames=["MessageGroupId", "SentTimestamp"],
             ).get("Messages", [])
             if not messages:
                 return moved
@@ -67,7 +72,14 @@ def redrive(
                 messages = [m for m in messages if m["MessageId"] not in refused]
                 if not messages:
                     continue
-            moved += _move(sqs, dlq_url, queue_url, messages, fifo, signer=signer, verify=verify)
+            moved += _move(
+                sqs,
+                dlq_url,
+                queue_url,
+                messages,
+                fifo,
+                signing=_Signing(signer, verify, clock_ms()),
+            )
             if on_progress is not None:
                 on_progress(moved)
     finally:
@@ -81,11 +93,10 @@ def _move(
     messages: list[MessageTypeDef],
     fifo: bool,
     *,
-    signer: ClaimKey,
-    verify: VerifyClaim,
+    signing: _Signing,
 ) -> int:
     """Send signed copies, then delete the originals that were copied; the number moved."""
-    entries = [_copy(str(i), message, fifo, signer, verify) for i, message in enumerate(messages)]
+    entries = [_copy(str(i), message, fifo, signing) for i, message in enumerate(messages)]
     response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
     sent = {entry["Id"] for entry in response.get("Successful", [])}
     done = [m for i, m in enumerate(messages) if str(i) in sent]
@@ -114,12 +125,23 @@ def _release(sqs: SQSClient, dlq_url: str, receipts: list[str]) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Signing:
+    """How one batch of copies is signed: the key, the ring that checks old claims, the time."""
+
+    signer: ClaimKey
+    verify: VerifyClaim
+    now_ms: int  # read just before the batch is sent: the copies' SentTimestamp is close to it
+
+
 def _copy(
-    entry_id: str, message: MessageTypeDef, fifo: bool, signer: ClaimKey, verify: VerifyClaim
+    entry_id: str, message: MessageTypeDef, fifo: bool, signing: _Signing
 ) -> SendMessageBatchRequestEntryTypeDef:
     attributes: dict[str, Any] = dict(message.get("MessageAttributes", {}))
-    original = _original_id(message, verify)
-    claim = signer.sign(original, message["Body"])
+    original_id, original_sent_ms = _original(message, signing.verify, signing.now_ms)
+    claim = signing.signer.sign(
+        message["Body"], RedriveClaim(original_id, original_sent_ms, signing.now_ms)
+    )
     attributes[CLAIM_ATTRIBUTE] = {"DataType": "String", "StringValue": claim}
     entry: SendMessageBatchRequestEntryTypeDef = {
         "Id": entry_id,
@@ -136,12 +158,22 @@ def _copy(
     return entry
 
 
-def _original_id(message: MessageTypeDef, verify: VerifyClaim) -> str:
-    """The id the message counts as: a verified earlier claim's, else its own."""
+def _original(message: MessageTypeDef, verify: VerifyClaim, now_ms: int) -> tuple[str, int]:
+    """The id and SentTimestamp the message counts as: a valid earlier claim's, else its own.
+
+    The DLQ keeps a message's SentTimestamp; without one (an emulator's omission) the login is
+    dated now, as the function dates a message it cannot date.
+    """
+    sent = message.get("Attributes", {}).get("SentTimestamp")
     previous = message.get("MessageAttributes", {}).get(CLAIM_ATTRIBUTE)
     if previous is not None:
         try:
-            return verify(previous.get("StringValue", ""), message["Body"])
+            claim = verify(previous.get("StringValue", ""), message["Body"])
         except InvalidMessageError:
             pass  # forged or malformed: the message is itself, whatever it claimed
-    return message["MessageId"]
+        else:
+            if claim.is_fresh_for(sent):  # else a replay onto a later login: itself
+                return claim.original_id, claim.original_sent_ms
+    if sent is not None and sent.isdecimal() and sent.isascii() and len(sent) <= 15:
+        return message["MessageId"], int(sent)
+    return message["MessageId"], now_ms

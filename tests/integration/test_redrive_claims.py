@@ -87,7 +87,7 @@ def test_a_genuine_claim_lifted_onto_another_body_is_refused(
     genuine = sqs.receive_message(
         QueueUrl=queue.queue_url, MessageAttributeNames=["All"], VisibilityTimeout=0
     )["Messages"][0]["MessageAttributes"][CLAIM_ATTRIBUTE]
-    assert genuine["StringValue"].startswith("v1:")
+    assert genuine["StringValue"].startswith("v2:")
     (lifted,) = [
         sqs.send_message(
             QueueUrl=queue.queue_url,

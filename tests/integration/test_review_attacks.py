@@ -179,13 +179,6 @@ def test_a_fifo_copy_redriven_twice_within_five_minutes_is_not_lost() -> None:
     assert len(sqs.queue) + len(sqs.dlq) == 1, "the message is in neither queue"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 4: a redriven copy is written with the date of the redrive, not of the"
-    " login: `dlq redrive` re-sends the body, SQS stamps a new SentTimestamp, and the original"
-    " one (which the DLQ message still carries) is dropped. README: 'create_date is the UTC"
-    " date of the SQS SentTimestamp attribute, so a replay writes the same date'.",
-)
 def test_a_redriven_login_keeps_the_date_it_was_sent(
     store: PostgresLoginStore, db: pg8000.native.Connection
 ) -> None:
@@ -212,11 +205,12 @@ def test_a_redriven_login_keeps_the_date_it_was_sent(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="FINDING 5 (low): a claim binds the body, not the message, but two logins with the"
-    " same body are two logins (README: 'two different messages with the same content: two"
-    " rows'). Whoever can read a redriven copy (sqs:ReceiveMessage on the queue or DLQ, no KMS)"
-    " can attach its claim to a later identical login (same user, device, IP, version) and"
-    " have it skipped as a duplicate. README calls a replay 'the same message'.",
+    reason="FINDING 5 (low, now bounded): a claim binds the body, not the message, but two"
+    " logins with the same body are two logins. Whoever can read a redriven copy"
+    " (sqs:ReceiveMessage on the queue or DLQ, no KMS) can attach its claim to an identical"
+    " login sent within FRESH_FOR_MS (20 minutes) of the redrive and have it skipped as a"
+    " duplicate; later, the claim is ignored (tests/unit/test_pipeline.py,"
+    " test_a_claim_replayed_onto_a_later_login_is_ignored). README, 'Not guaranteed'.",
 )
 def test_a_claim_read_off_the_queue_cannot_suppress_a_later_identical_login(
     queue: Provisioned, db: pg8000.native.Connection

@@ -8,7 +8,7 @@ import pytest
 
 from login_etl.domain.errors import Reason
 from login_etl.domain.models import QueueMessage, UserLoginRow
-from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier
+from login_etl.domain.redrive_claim import FRESH_FOR_MS, ClaimKey, ClaimVerifier, RedriveClaim
 from login_etl.pipeline import process_batch
 from login_etl.ports import WriteResult
 
@@ -141,9 +141,9 @@ def test_a_redriven_copy_counts_as_the_message_it_was() -> None:
     store = MemoryStore()
     original = QueueMessage("m1", GOOD, "1700000000000")
     process_batch([original], str.upper, VERIFY, store, TODAY)
-    claim = CLAIM_KEY.sign("m1", GOOD)
-    copy = QueueMessage("m2", GOOD, "1700000000000", redrive_claim=claim)
-    twin = QueueMessage("m3", GOOD, "1700000000000", redrive_claim=claim)
+    claim = CLAIM_KEY.sign(GOOD, RedriveClaim("m1", 1700000000000, 1700000900000))
+    copy = QueueMessage("m2", GOOD, "1700000900100", redrive_claim=claim)
+    twin = QueueMessage("m3", GOOD, "1700000900200", redrive_claim=claim)
 
     outcome = process_batch([copy, twin], str.upper, VERIFY, store, TODAY)
 
@@ -152,14 +152,42 @@ def test_a_redriven_copy_counts_as_the_message_it_was() -> None:
     assert store.ledger == {"m1"}
 
 
+def test_a_redriven_copy_is_dated_by_the_login_not_the_redrive() -> None:
+    store = MemoryStore()
+    sent, redriven = 1_700_000_000_000, 1_700_400_000_000  # four and a half days later
+    claim = CLAIM_KEY.sign(GOOD, RedriveClaim("m1", sent, redriven))
+    copy = QueueMessage("m2", GOOD, str(redriven + 300), redrive_claim=claim)
+
+    outcome = process_batch([copy], str.upper, VERIFY, store, TODAY)
+
+    assert outcome.written == 1
+    assert [row.create_date for row in store.rows] == [date(2023, 11, 14)]
+    assert store.ledger == {"m1"}
+
+
+def test_a_claim_replayed_onto_a_later_login_is_ignored() -> None:
+    """The same body sent again after the window, with a copy's claim: a login of its own."""
+    store = MemoryStore()
+    signed = 1_700_000_000_000
+    claim = CLAIM_KEY.sign(GOOD, RedriveClaim("m1", signed - 1000, signed))
+    copy = QueueMessage("m2", GOOD, str(signed + 500), redrive_claim=claim)
+    replay = QueueMessage("m3", GOOD, str(signed + FRESH_FOR_MS + 1), redrive_claim=claim)
+
+    outcome = process_batch([copy, replay], str.upper, VERIFY, store, TODAY)
+
+    assert (outcome.written, outcome.duplicates, outcome.failures) == (2, 0, [])
+    assert store.ledger == {"m1", "m3"}
+
+
 def test_a_claim_that_does_not_verify_fails_and_is_never_deduplicated() -> None:
     store = MemoryStore()
     process_batch([msg("victim")], str.upper, VERIFY, store, TODAY)
     other_key = ClaimKey(bytes(range(1, 33)))
+    said = RedriveClaim("victim", 0, 0)
     forged = [
         QueueMessage("f1", login("x1"), redrive_claim="victim"),  # the old, unsigned format
-        QueueMessage("f2", login("x2"), redrive_claim=CLAIM_KEY.sign("victim", GOOD)),  # lifted
-        QueueMessage("f3", login("x3"), redrive_claim=other_key.sign("victim", login("x3"))),
+        QueueMessage("f2", login("x2"), redrive_claim=CLAIM_KEY.sign(GOOD, said)),  # lifted
+        QueueMessage("f3", login("x3"), redrive_claim=other_key.sign(login("x3"), said)),
         QueueMessage("f4", login("x4"), redrive_claim=""),
     ]
 

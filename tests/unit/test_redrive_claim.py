@@ -1,10 +1,11 @@
-"""Redrive claims: only a holder of the data key can make one, and it is bound to its body."""
+"""Redrive claims: only a holder of the data key can make one; bound to its body and times."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import struct
 
 import pytest
 from hypothesis import assume, given
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.domain.masking import DeterministicMasker
-from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier
+from login_etl.domain.redrive_claim import FRESH_FOR_MS, ClaimKey, ClaimVerifier, RedriveClaim
 
 DATA_KEY = bytes(range(32))
 KEY = ClaimKey(DATA_KEY)
@@ -21,6 +22,8 @@ OTHER = ClaimKey(bytes(range(1, 33)))
 
 ids = st.text(min_size=1, max_size=128)
 bodies = st.text(max_size=300)
+times = st.integers(0, 10**15 - 1)
+claims = st.builds(RedriveClaim, ids, times, times)
 
 
 def rejected(claim: str, body: str, verify: ClaimVerifier = VERIFY) -> str:
@@ -30,39 +33,56 @@ def rejected(claim: str, body: str, verify: ClaimVerifier = VERIFY) -> str:
     return caught.value.detail
 
 
-@given(ids, bodies)
-def test_a_signed_claim_verifies_to_its_id(original: str, body: str) -> None:
-    assert VERIFY(KEY.sign(original, body), body) == original
-    assert ClaimVerifier([OTHER, KEY])(KEY.sign(original, body), body) == original
+@given(claims, bodies)
+def test_a_signed_claim_verifies_to_what_it_says(claim: RedriveClaim, body: str) -> None:
+    assert VERIFY(KEY.sign(body, claim), body) == claim
+    assert ClaimVerifier([OTHER, KEY])(KEY.sign(body, claim), body) == claim
 
 
-@given(ids, bodies, bodies)
-def test_a_claim_lifted_onto_another_body_is_rejected(original: str, body: str, other: str) -> None:
+@given(claims, bodies, bodies)
+def test_a_claim_lifted_onto_another_body_is_rejected(
+    claim: RedriveClaim, body: str, other: str
+) -> None:
     assume(body != other)
-    assert "does not authenticate" in rejected(KEY.sign(original, body), other)
+    assert "does not authenticate" in rejected(KEY.sign(body, claim), other)
 
 
-@given(ids, ids, bodies)
-def test_a_claim_with_another_id_is_rejected(original: str, forged: str, body: str) -> None:
-    assume(original != forged)
-    prefix = KEY.sign(original, body).removesuffix(original)
+@given(claims, ids, bodies)
+def test_a_claim_with_another_id_is_rejected(claim: RedriveClaim, forged: str, body: str) -> None:
+    assume(claim.original_id != forged)
+    prefix = KEY.sign(body, claim).removesuffix(claim.original_id)
     assert "does not authenticate" in rejected(prefix + forged, body)
 
 
-@given(ids, bodies)
-def test_a_claim_of_another_key_is_rejected(original: str, body: str) -> None:
-    claim = OTHER.sign(original, body)
+@given(claims, times, times, bodies)
+def test_a_claim_with_other_times_is_rejected(
+    claim: RedriveClaim, sent: int, signed: int, body: str
+) -> None:
+    """Moving the login's date or the signing time (to dodge the replay window) breaks the MAC."""
+    assume((sent, signed) != (claim.original_sent_ms, claim.signed_at_ms))
+    version, key_id, mac, _ = KEY.sign(body, claim).split(":", 3)
+    forged = ":".join([version, key_id, mac, str(sent), str(signed), claim.original_id])
+    assert "does not authenticate" in rejected(forged, body)
+
+
+@given(claims, bodies)
+def test_a_claim_of_another_key_is_rejected(claim_said: RedriveClaim, body: str) -> None:
+    original = claim_said.original_id
+    claim = OTHER.sign(body, claim_said)
     assert "not held here" in rejected(claim, body)
     # Naming our key id does not help: the MAC is still the other key's.
     relabelled = claim.replace(f"{OTHER.key_id:08x}", f"{KEY.key_id:08x}", 1)
     assert "does not authenticate" in rejected(relabelled, body)
     # A verifier that holds no key (a function with nothing loaded) accepts nothing.
-    rejected(KEY.sign(original, body), body, ClaimVerifier([]))
+    rejected(KEY.sign(body, claim_said), body, ClaimVerifier([]))
+    assert original  # the id itself is not what the key check reads
 
 
-@given(ids, bodies, st.data())
-def test_any_changed_character_is_rejected(original: str, body: str, data: st.DataObject) -> None:
-    claim = KEY.sign(original, body)
+@given(claims, bodies, st.data())
+def test_any_changed_character_is_rejected(
+    claim_said: RedriveClaim, body: str, data: st.DataObject
+) -> None:
+    claim = KEY.sign(body, claim_said)
     position = data.draw(st.integers(0, len(claim) - 1))
     replacement = data.draw(
         st.characters(max_codepoint=0x7F).filter(lambda c: c != claim[position])
@@ -80,13 +100,22 @@ def test_a_plain_message_id_as_the_attribute_is_rejected() -> None:
     assert "malformed" in rejected("0b6f7e9a-5c4e-4c43-9d3f-9c8a4b7d2e11", "{}")
 
 
+def test_a_v1_claim_is_no_longer_accepted() -> None:
+    """v1 bound no time: a copy could be replayed onto a later login for ever."""
+    v1 = "v1:0a1b2c3d:" + "A" * 43 + ":m-1"
+    assert "malformed" in rejected(v1, "{}")
+
+
 def test_the_mac_is_hmac_sha256_under_a_key_of_its_own() -> None:
-    original, body = "m-1", '{"user_id": "u"}'
-    claim_key = hmac.digest(DATA_KEY, b"login-etl/v1/redrive-claim", "sha256")
+    body = '{"user_id": "u"}'
+    said = RedriveClaim("m-1", 1_700_000_000_000, 1_700_000_600_000)
+    claim_key = hmac.digest(DATA_KEY, b"login-etl/v2/redrive-claim", "sha256")
     digest = hashlib.sha256(body.encode()).digest()
-    expected = base64.urlsafe_b64encode(hmac.digest(claim_key, digest + b"m-1", "sha256"))
-    assert KEY.sign(original, body) == (
-        f"v1:{DeterministicMasker(DATA_KEY).key_id:08x}:{expected.decode().rstrip('=')}:m-1"
+    times = struct.pack(">QQ", 1_700_000_000_000, 1_700_000_600_000)
+    expected = base64.urlsafe_b64encode(hmac.digest(claim_key, digest + times + b"m-1", "sha256"))
+    assert KEY.sign(body, said) == (
+        f"v2:{DeterministicMasker(DATA_KEY).key_id:08x}:{expected.decode().rstrip('=')}"
+        ":1700000000000:1700000600000:m-1"
     )
     # A key of its own: not the data key's Fernet signing half, not the synthetic-IV key.
     assert claim_key not in (
@@ -97,9 +126,32 @@ def test_the_mac_is_hmac_sha256_under_a_key_of_its_own() -> None:
 
 def test_ids_the_ledger_cannot_hold_are_not_signed() -> None:
     with pytest.raises(ValueError, match="1 to 128"):
-        KEY.sign("x" * 129, "{}")
+        KEY.sign("{}", RedriveClaim("x" * 129, 0, 0))
     with pytest.raises(ValueError, match="1 to 128"):
-        KEY.sign("", "{}")
+        KEY.sign("{}", RedriveClaim("", 0, 0))
+    with pytest.raises(ValueError, match="15 digits"):
+        KEY.sign("{}", RedriveClaim("m", 10**15, 0))
+
+
+@given(times, st.integers(-(10**9), 10**9))
+def test_a_claim_is_fresh_only_for_a_copy_sent_when_it_was_signed(
+    signed_at: int, offset: int
+) -> None:
+    claim = RedriveClaim("m", 0, signed_at)
+    sent = signed_at + offset
+    assert claim.is_fresh_for(str(sent)) == (sent >= 0 and abs(offset) <= FRESH_FOR_MS)
+
+
+@given(st.one_of(st.none(), st.text(max_size=30)))
+def test_freshness_of_odd_timestamps_is_false_never_a_crash(sent: str | None) -> None:
+    fresh = RedriveClaim("m", 0, 0).is_fresh_for(sent)
+    assert fresh == (
+        sent is not None
+        and sent.isdecimal()
+        and sent.isascii()
+        and len(sent) <= 15
+        and int(sent) <= FRESH_FOR_MS
+    )
 
 
 def test_repr_shows_no_key_material() -> None:
