@@ -9,17 +9,17 @@ measured so that the load moves all contenders alike, and compared by ratios:
   time and the ratios between them; the report gives medians with their interquartile range
   and min-max, and the median of the per-round ratios. The contenders:
 
-  - **floor** (``bench_floor``): ``json.loads``, two deterministic masks and one COPY line per
+  - **floor** (``floor``): ``json.loads``, two deterministic masks and one COPY line per
     message, then one COPY, Postgres's own time included, timed end to end in the same call;
   - **typical**: Powertools ``BatchProcessor``, ``Fernet.encrypt``, one INSERT per record
     (``typical_handler.py``); slow, so it runs in fewer rounds, spread over the run;
   - **login-etl**: ``login_etl.handler.lambda_handler``.
 
-* **instructions per message** of the Python side (``bench_instructions``, callgrind): the
+* **instructions per message** of the Python side (``instructions``, callgrind): the
   figure that does not depend on the load at all;
 * **cold start** in fresh interpreters, next to a bare ``import boto3`` measured in the same
   run (turn about), and the import time of each top-level dependency (``python -X importtime``);
-* **peak RSS** of a 10,000-record batch in a fresh interpreter (``bench_probe.py``).
+* **peak RSS** of a 10,000-record batch in a fresh interpreter (``probe.py``).
 
 A run writes to ``RESULTS_DIR`` (untracked); ``--record`` writes to ``docs/`` instead.
 """
@@ -48,19 +48,20 @@ from typing import Any
 import boto3
 import pg8000.native
 
+from benchmarks import instructions as bench_instructions
+from benchmarks.floor import run_floor
+from benchmarks.probe import sqs_event
+from benchmarks.typical_handler import make_typical_handler
 from login_etl.adapters.config_stores import read_parameter
 from login_etl.adapters.postgres_connection import connect
 from login_etl.config import KMS_ENCRYPTION_CONTEXT, Settings, connection_params_from_url
 from login_etl.domain.masking import DeterministicMasker
-from login_etl_tools import bench_instructions
-from login_etl_tools.bench_floor import run_floor
-from login_etl_tools.bench_probe import sqs_event
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.sample_data import generate
-from login_etl_tools.stack import local_stack, patched_environ
-from login_etl_tools.typical_handler import make_typical_handler
+from login_etl_cli.sample_data import generate
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.stack import local_stack
+from login_etl_local.stack_record import patched_environ
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # Where a run writes its results: untracked. `--record` writes to RECORD_DIR (tracked) instead.
 RESULTS_DIR = ROOT / ".bench"
 RECORD_DIR = ROOT / "docs"
@@ -159,8 +160,8 @@ def measure_size(
 
 
 def probe(mode: str, runs: int) -> list[dict[str, float]]:
-    """Fresh interpreters running ``bench_probe`` (cold start or peak memory)."""
-    return [_fresh_python(["-m", "login_etl_tools.bench_probe", mode]) for _ in range(runs)]
+    """Fresh interpreters running ``probe`` (cold start or peak memory)."""
+    return [_fresh_python(["-m", "benchmarks.probe", mode]) for _ in range(runs)]
 
 
 def _fresh_python(arguments: list[str]) -> dict[str, float]:
@@ -178,7 +179,7 @@ def cold_start(runs: int) -> dict[str, Any]:
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(runs):
         bare = _fresh_python(["-c", BOTO3_PROBE])
-        cold = _fresh_python(["-m", "login_etl_tools.bench_probe", "cold"])
+        cold = _fresh_python(["-m", "benchmarks.probe", "cold"])
         for name in ("import_ms", "first_response_ms", "process_ms"):
             samples[name].append(cold[name])
         samples["boto3_import_ms"].append(bare["import_ms"])

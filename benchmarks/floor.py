@@ -7,7 +7,7 @@ parse, or lacks a key, is skipped. ``app_version`` is written as a constant, so 
 not even pay the version's encoding (it is stricter than a real minimum).
 
 The same functions serve the timed run (``benchmark.py``) and the instruction count
-(``bench_instructions.py``), so both measure one floor.
+(``instructions.py``), so both measure one floor.
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ including pg8000's work on the socket and the writer thread if any.
 
 A fresh interpreter runs under callgrind with ``--dump-before=getsid``; between phases it calls
 ``os.getsid(0)`` (nothing else here calls it), so each phase's instructions land in a dump of
-their own. Phases: the floor's parts (``bench_floor``: ``json.loads``, two masks, one COPY line,
+their own. Phases: the floor's parts (``floor``: ``json.loads``, two masks, one COPY line,
 and the three in one loop), then ``lambda_handler`` on batches of 10,000, 1,000 and 100
 records, after a warm-up batch (cold start: imports, key, connection, schema).
 
-``python -m login_etl_tools.bench_instructions`` starts a local stack and prints the figures;
+``python -m benchmarks.instructions`` starts a local stack and prints the figures;
 ``make bench`` runs it on its own stack and records them (``docs/instructions.md`` keeps the
 history).
 """
@@ -73,13 +73,13 @@ def inner(floor_messages: int, batches: tuple[int, ...]) -> None:
     """What runs under callgrind: set up, warm up, then one marked phase after another."""
     import warnings  # noqa: PLC0415 - the whole inner run is what is measured
 
+    from benchmarks import floor as bench_floor  # noqa: PLC0415
     from login_etl.adapters.postgres_connection import connect  # noqa: PLC0415
     from login_etl.config import Settings, connection_params_from_url  # noqa: PLC0415
     from login_etl.domain.masking import DeterministicMasker  # noqa: PLC0415
     from login_etl.handler import lambda_handler  # noqa: PLC0415
-    from login_etl_tools import bench_floor  # noqa: PLC0415
-    from login_etl_tools.event_source_mapping import LocalContext  # noqa: PLC0415
-    from login_etl_tools.sample_data import generate  # noqa: PLC0415
+    from login_etl_cli.sample_data import generate  # noqa: PLC0415
+    from login_etl_local.event_source_mapping import LocalContext  # noqa: PLC0415
 
     warnings.filterwarnings("ignore", message="No application metrics")
     bodies = generate(floor_messages, SEED, malformed_ratio=0.01)
@@ -115,7 +115,7 @@ def inner(floor_messages: int, batches: tuple[int, ...]) -> None:
 def _invoke(
     handler: Callable[[dict[str, Any], Any], object], event: dict[str, Any]
 ) -> Callable[[], object]:
-    from login_etl_tools.event_source_mapping import LocalContext  # noqa: PLC0415
+    from login_etl_local.event_source_mapping import LocalContext  # noqa: PLC0415
 
     context = LocalContext()
     return lambda: handler(event, context)
@@ -140,7 +140,7 @@ def count(env: dict[str, str], quick: bool = False) -> dict[str, Any] | None:
                 "--dump-line=no",
                 sys.executable,
                 "-m",
-                "login_etl_tools.bench_instructions",
+                "benchmarks.instructions",
                 "--inner",
                 "--floor-messages",
                 str(floor_messages),
@@ -196,7 +196,7 @@ def main() -> int:
     if args.inner:
         inner(args.floor_messages, tuple(int(size) for size in args.batches.split(",")))
         return 0
-    from login_etl_tools.stack import local_stack  # noqa: PLC0415
+    from login_etl_local.stack import local_stack  # noqa: PLC0415
 
     quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
     with local_stack() as stack:

@@ -23,7 +23,7 @@ from login_etl.adapters.postgres_connection import ConnectionParams, connect
 from login_etl.adapters.postgres_store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.domain.models import UserLoginRow
-from login_etl_tools.postgres_server import PostgresServer
+from login_etl_local.postgres_server import PostgresServer
 
 BATCH = 10_000
 ROW = UserLoginRow("u", "ios", "t" * 120, "d" * 120, "RU", 2_003_000, date(2026, 11, 25))

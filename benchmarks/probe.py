@@ -62,8 +62,8 @@ def main() -> None:
     from login_etl.handler import lambda_handler  # noqa: PLC0415 - what is being timed
 
     imported = time.perf_counter()
-    from login_etl_tools.event_source_mapping import LocalContext  # noqa: PLC0415
-    from login_etl_tools.sample_data import generate  # noqa: PLC0415
+    from login_etl_cli.sample_data import generate  # noqa: PLC0415
+    from login_etl_local.event_source_mapping import LocalContext  # noqa: PLC0415
 
     size = 10 if mode == "cold" else 10_000
     event = sqs_event(generate(size, seed=int(time.time()), malformed_ratio=0.01))

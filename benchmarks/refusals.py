@@ -23,8 +23,8 @@ from login_etl.domain.masking import DeterministicMasker
 from login_etl.domain.models import QueueMessage
 from login_etl.domain.redrive_claim import ClaimVerifier
 from login_etl.pipeline import process_batch
-from login_etl_tools.postgres_server import PostgresServer
-from login_etl_tools.sample_data import generate
+from login_etl_cli.sample_data import generate
+from login_etl_local.postgres_server import PostgresServer
 
 BATCH = 10_000
 NO_CLAIMS = ClaimVerifier([])  # generated messages carry no redrive claim

@@ -148,7 +148,7 @@ def write_audit(record: AuditRecord, conn: pg8000.native.Connection) -> None:
             raise AuditError(
                 f"cannot write the audit record ({_message(error)}): nothing was unmasked."
                 f" This database user needs the operator's grants (INSERT on {AUDIT_TABLE}:"
-                " src/login_etl_tools/grants.sql)"
+                " src/login_etl_cli/grants.sql)"
             ) from None
         raise
     except BaseException:

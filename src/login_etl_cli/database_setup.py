@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from login_etl.adapters.postgres_schema import LEDGER, TABLE
 from login_etl.adapters.postgres_store import ensure_schema, table_exists
-from login_etl_tools.audit import AUDIT_TABLE, ensure_audit_table
+from login_etl_cli.audit import AUDIT_TABLE, ensure_audit_table
 
 if TYPE_CHECKING:
     import pg8000.native
@@ -23,7 +23,7 @@ SCHEMA_OBJECTS = (TABLE, LEDGER, "user_logins_decoded", AUDIT_TABLE)
 
 def grants_sql() -> str:
     """The roles and grants, exactly as shipped (and as the README points to)."""
-    return files("login_etl_tools").joinpath(GRANTS_FILE).read_text(encoding="utf-8")
+    return files("login_etl_cli").joinpath(GRANTS_FILE).read_text(encoding="utf-8")
 
 
 def init_database(conn: pg8000.native.Connection) -> list[str]:

@@ -16,9 +16,9 @@ import botocore.exceptions
 import pg8000.exceptions
 
 from login_etl.config import ConfigurationError
-from login_etl_tools.audit import AuditError
-from login_etl_tools.commands.common import UserError, redact
-from login_etl_tools.targets import LOOPBACK, UNSET_ALL, TargetError
+from login_etl_cli.audit import AuditError
+from login_etl_cli.commands.common import UserError, redact
+from login_etl_cli.targets import LOOPBACK, UNSET_ALL, TargetError
 
 # SQLSTATE -> what it means for an operator, and what to do.
 POSTGRES_ERRORS = {
@@ -28,7 +28,7 @@ POSTGRES_ERRORS = {
     "42P01": "{message}: nothing has been loaded into this database yet (`login-etl run`), or"
     " its schema was never created (`login-etl db init`), or DATABASE_URL names another"
     " database",
-    "42501": "{message} (this database user lacks a grant: see src/login_etl_tools/grants.sql)",
+    "42501": "{message} (this database user lacks a grant: see src/login_etl_cli/grants.sql)",
     "53300": "no connection slot left (max_connections is reached): close idle sessions"
     " (pg_stat_activity) or raise max_connections",
     "53100": "the server's disk is full",

@@ -2,7 +2,7 @@
 --
 -- `login-etl db init` runs this file, as the admin, once the schema exists (it creates the
 -- schema first); it is plain SQL, so `psql -v ON_ERROR_STOP=1 -1 -f` does the same. Re-running
--- it changes nothing. tests/integration/test_least_privilege.py runs it in a fresh database and
+-- it changes nothing. tests/function/integration/test_least_privilege.py runs it in a fresh database and
 -- checks every command as every role, and that lesser roles are refused.
 --
 -- The admin (not created here): the database's owner, with CREATEROLE. It creates the schema

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
 DEFAULT_KMS_KEY = "alias/login-etl"
+# Where the current key is when DATA_KEY_PARAMETER is unset (the local stack provisions it here).
+DATA_KEY_PARAMETER = "/login-etl/data-key"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,20 +13,22 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from login_etl_tools.commands import db, ledger, pii, queue, report, run, stack
-from login_etl_tools.commands.arguments import HelpFormatter, Parser
-from login_etl_tools.commands.common import target_stack
-from login_etl_tools.errors import explain
-from login_etl_tools.signals import Terminated, clean_exits, received_signal
+from login_etl_cli.commands.arguments import HelpFormatter, Parser
+from login_etl_cli.commands.common import target_stack
+from login_etl_cli.commands.registry import named_command, register_all
+from login_etl_cli.errors import explain
+from login_etl_cli.signals import Terminated, clean_exits, received_signal
 
 BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE  # what a shell reports for `cat big | head -1`
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``login-etl`` console script."""
-    args = parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    named = named_command(arguments)
+    args = parser(load=[named] if named else []).parse_args(arguments)
     with clean_exits():
         try:
             code = _dispatch(args)
@@ -76,8 +78,8 @@ def _reader_went_away() -> int:
     return BROKEN_PIPE_EXIT
 
 
-def parser() -> argparse.ArgumentParser:
-    """Every subcommand, each registered by its module."""
+def parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
+    """Every subcommand, each registered by its module (``stack``, ``run``: only if in ``load``)."""
     doc = __doc__ or ""
     top = Parser(
         prog="login-etl",
@@ -87,8 +89,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--debug", action="store_true", help="show tracebacks")
     top.set_defaults(needs=None)
     commands = top.add_subparsers(required=True, metavar="COMMAND", parser_class=Parser)
-    for module in (stack, run, queue, report, pii, db, ledger):
-        module.register(commands)
+    register_all(commands, load)
     return top
 
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from login_etl_tools.ports import free_port, wait_for_port
-from login_etl_tools.signals import shielded
+from login_etl_cli.ports import free_port, wait_for_port
+from login_etl_cli.signals import shielded
 
 START_TIMEOUT_S = 30
 
@@ -42,7 +42,7 @@ class MotoServer:
             [
                 sys.executable,
                 "-m",
-                "login_etl_tools.moto_launcher",
+                "login_etl_local.moto_launcher",
                 "-H",
                 "127.0.0.1",
                 "-p",

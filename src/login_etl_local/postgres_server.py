@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from login_etl_tools.ports import free_port
-from login_etl_tools.signals import shielded
+from login_etl_cli.ports import free_port
+from login_etl_cli.signals import shielded
 
 USER = "postgres"
 PASSWORD = "postgres"  # noqa: S105 - loopback-only throwaway server; scram auth keeps the real code path

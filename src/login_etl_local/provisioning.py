@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from login_etl.config import DEFAULT_KEYRING_PATH
-from login_etl_tools.keys import KeyStore
+from login_etl_cli.keys import DATA_KEY_PARAMETER, KeyStore
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 QUEUE_NAME = "login-queue"
 KEY_ALIAS = "alias/login-etl"
-DATA_KEY_PARAMETER = "/login-etl/data-key"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from login_etl_tools.event_source_mapping import (
+from login_etl_local.event_source_mapping import (
     HANG_GUARD_S,
     DeliveryStats,
     LocalContext,

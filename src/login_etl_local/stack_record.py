@@ -5,6 +5,10 @@ throwaway stack records it in ``.local-stack/run-<pid>.json`` and deletes the fi
 stopped it. Each server is recorded as soon as it exists (moto's pid right after the fork,
 Postgres's data directory before ``initdb``), so even a command killed with SIGKILL, which no
 cleanup survives, leaves a record: ``stack status`` lists it, ``stack down`` stops it.
+
+It is also how the operator CLI finds the stack ``stack up`` left running (``running_stack``,
+used by ``login_etl_cli.targets``), with the environment that points a command at it: the one
+module of ``login_etl_local`` the CLI imports, so it starts nothing and parses no arguments.
 """
 
 from __future__ import annotations
@@ -14,15 +18,21 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from login_etl_tools.ports import port_is_open
-from login_etl_tools.postgres_server import PostgresServer
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.signals import shielded
+from login_etl_cli.ports import port_is_open
+from login_etl_cli.signals import shielded
+from login_etl_local.postgres_server import PostgresServer
+from login_etl_local.provisioning import Provisioned
 
 STACK_DIR = Path(".local-stack")
+STATE_FILE = STACK_DIR / "stack.json"  # ``stack up``'s
+REGION = "us-east-1"
+# moto accepts any credentials; these only keep boto3 from looking for real ones.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,73 @@ def _alive(pid: int) -> bool:
 def _is_our_moto(pid: int) -> bool:
     """The pid is still our moto server (not a process that reused the number since)."""
     try:
-        return b"login_etl_tools.moto_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"login_etl_local.moto_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return not Path("/proc").is_dir() and _alive(pid)  # no procfs (macOS): trust the pid
+
+
+@dataclass
+class LocalStack:
+    """Endpoints and provisioned resources of a running local stack."""
+
+    aws_endpoint_url: str
+    database_url: str
+    provisioned: Provisioned
+
+    def environment(self) -> dict[str, str]:
+        """What the function and boto3 need: the same variables one would set for AWS."""
+        return {
+            **stack_environment(self.aws_endpoint_url),
+            "DATABASE_URL": self.database_url,
+            "DATA_KEY_PARAMETER": self.provisioned.data_key_parameter,
+            "QUEUE_URL": self.provisioned.queue_url,
+            "DLQ_URL": self.provisioned.dlq_url,  # for the operator commands, not the function
+        }
+
+    @classmethod
+    def from_record(cls, record: StackRecord) -> LocalStack:
+        """The stack a complete record describes."""
+        postgres = record.postgres()
+        if record.moto_port is None or postgres is None:
+            raise LookupError("the local stack record is incomplete: `login-etl stack down`")
+        return cls(
+            f"http://127.0.0.1:{record.moto_port}", postgres.url, record.provisioned_resources()
+        )
+
+
+def read_state(path: Path = STATE_FILE) -> StackRecord | None:
+    """The stack ``stack up`` recorded, if any (complete or not)."""
+    return read_record(path)
+
+
+def running_stack(path: Path = STATE_FILE) -> LocalStack | None:
+    """``stack up``'s stack if it is recorded, complete, and both servers answer."""
+    record = read_state(path)
+    if record is None or not record.complete or not all(record.is_up()):
+        return None
+    return LocalStack.from_record(record)
+
+
+def stack_environment(aws_endpoint_url: str) -> dict[str, str]:
+    """boto3's standard variables for the emulator: endpoint, region, dummy credentials."""
+    return {
+        "AWS_ENDPOINT_URL": aws_endpoint_url,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        **DUMMY_CREDENTIALS,
+    }
+
+
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration, restoring the previous values after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -19,10 +19,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from login_etl_tools.stack import LOCAL_VISIBILITY_TIMEOUT_S, LocalStack, start_local_stack
-from login_etl_tools.stack_record import STACK_DIR, StackRecord, leftovers, read_record
+from login_etl_local.stack import LOCAL_VISIBILITY_TIMEOUT_S, start_local_stack
+from login_etl_local.stack_record import (
+    STACK_DIR,
+    STATE_FILE,
+    LocalStack,
+    StackRecord,
+    leftovers,
+    read_record,
+    read_state,
+)
 
-STATE_FILE = STACK_DIR / "stack.json"
 LOCK_FILE = STACK_DIR / "lock"
 
 
@@ -37,19 +44,6 @@ class Stopped:
     stack: StackRecord | None = None
     leftovers: list[StackRecord] = field(default_factory=list)
     still_running: list[int] = field(default_factory=list)  # pids of ``run``s that own theirs
-
-
-def read_state(path: Path = STATE_FILE) -> StackRecord | None:
-    """The stack ``stack up`` recorded, if any (complete or not)."""
-    return read_record(path)
-
-
-def running_stack(path: Path = STATE_FILE) -> LocalStack | None:
-    """``stack up``'s stack if it is recorded, complete, and both servers answer."""
-    record = read_state(path)
-    if record is None or not record.complete or not all(record.is_up()):
-        return None
-    return LocalStack.from_record(record)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from login_etl_tools.benchmark import RECORD_DIR, RESULTS_DIR, ROOT
+from benchmarks.benchmark import RECORD_DIR, RESULTS_DIR, ROOT
 
 
 def ignored_by_git(path: str) -> bool:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from login_etl.domain.masking import DeterministicMasker
-from login_etl_tools import bench_floor
-from login_etl_tools.bench_instructions import dump_totals
-from login_etl_tools.benchmark import (
+from benchmarks import floor as bench_floor
+from benchmarks.benchmark import (
     CONTENDERS,
     by_top_level,
     spread,
     turn_order,
     typical_rounds,
 )
-from login_etl_tools.sample_data import generate
+from benchmarks.instructions import dump_totals
+from login_etl.domain.masking import DeterministicMasker
+from login_etl_cli.sample_data import generate
 
 
 def test_every_contender_leads_a_round_in_turn() -> None:

@@ -13,7 +13,7 @@ import boto3
 import pg8000.native
 import pytest
 
-from login_etl_tools.stack import LocalStack
+from login_etl_local.stack_record import LocalStack
 from tests.cli_helpers import command_env, login_etl, without_target_line
 
 BINARY = bytes(range(256))
@@ -80,7 +80,7 @@ def test_a_reader_that_went_away_is_no_error(stack: LocalStack, tmp_path: Path) 
     os.close(read)
     with os.fdopen(write, "w") as closed:
         result = subprocess.run(
-            [sys.executable, "-m", "login_etl_tools.cli", "dlq", "show"],
+            [sys.executable, "-m", "login_etl_cli", "dlq", "show"],
             stdout=closed,
             stderr=subprocess.PIPE,
             text=True,

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from login_etl_tools import cli
+from login_etl_cli import main as cli
+from login_etl_cli.commands.registry import LOCAL_COMMANDS
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -18,7 +19,7 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 def every_parser() -> dict[str, argparse.ArgumentParser]:
     found = {}
-    pending = [("login-etl", cli.parser())]
+    pending = [("login-etl", cli.parser(load=LOCAL_COMMANDS))]
     while pending:
         name, parser = pending.pop()
         found[name] = parser
@@ -67,3 +68,8 @@ def test_run_help_says_which_stack_it_uses() -> None:
     assert "DATABASE_URL" in text
     assert "'login-etl stack up' left running" in text
     assert "a throwaway stack" in text
+
+
+def test_the_lazily_registered_commands_are_listed_as_when_loaded() -> None:
+    """``stack`` and ``run`` load only when named: the list of commands must not show it."""
+    assert cli.parser().format_help() == cli.parser(load=LOCAL_COMMANDS).format_help()

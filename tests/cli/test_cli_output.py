@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from login_etl_tools.postgres_server import find_bin_dir
-from login_etl_tools.sample_data import generate_labelled
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_local.postgres_server import find_bin_dir
 from tests.cli_helpers import HANG_GUARD_S, command_env, exports, login_etl, marked_commands
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -115,7 +115,7 @@ def on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
     """`login-etl ARGS` with stderr on a pseudo-terminal (as a user sees it); its stderr."""
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "login_etl_tools.cli", *args],
+        [sys.executable, "-m", "login_etl_cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=terminal,
         env=command_env(),
@@ -167,7 +167,7 @@ def test_the_readmes_psql_example_works(stack_dir: tuple[Path, dict[str, str]]) 
     login_etl("run", "--count", "20", "--seed", "46", cwd=directory)
     [line] = [line for line in README.read_text().splitlines() if line.startswith("psql ")]
     command = line.split("  #")[0].replace(".venv/bin/login-etl", "login_etl")
-    script = f'login_etl() {{ "{sys.executable}" -m login_etl_tools.cli "$@"; }}\n{command}\n'
+    script = f'login_etl() {{ "{sys.executable}" -m login_etl_cli "$@"; }}\n{command}\n'
     env = command_env(pasted)
     env["PATH"] = f"{find_bin_dir()}:{env['PATH']}"  # psql sits beside initdb
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from login_etl_tools.stack import LocalStack
+from login_etl_local.stack_record import LocalStack
 from tests.cli_helpers import exports, login_etl, marked_commands
 
 FAKE_AWS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pg8000.exceptions
 import pytest
 
-from login_etl_tools.errors import explain
+from login_etl_cli.errors import explain
 
 
 def postgres_error(code: str, message: str) -> pg8000.exceptions.DatabaseError:

@@ -14,15 +14,15 @@ import pytest
 
 from login_etl import config
 from login_etl.handler import lambda_handler
-from login_etl_tools import cli
-from login_etl_tools.commands.common import key_store
-from login_etl_tools.event_source_mapping import run_event_source_mapping
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.redrive import redrive
-from login_etl_tools.report import build_report
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack, patched_environ
+from login_etl_cli import main as cli
+from login_etl_cli.commands.common import key_store
+from login_etl_cli.redrive import redrive
+from login_etl_cli.report import build_report
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import run_event_source_mapping
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import LocalStack, patched_environ
 from tests.cli_helpers import login_etl, without_target_line
 
 

@@ -22,14 +22,14 @@ from login_etl.config import Settings, connection_params_from_url
 from login_etl.domain.masking import DeterministicMasker, token_key_id, token_prefix
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools import cli
-from login_etl_tools.audit import AUDIT_TABLE, ensure_audit_table
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.keys import KeyStore
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.rekey import RekeyProgress, count_stale, rekey, stale_summary
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack, patched_environ
+from login_etl_cli import main as cli
+from login_etl_cli.audit import AUDIT_TABLE, ensure_audit_table
+from login_etl_cli.keys import KeyStore
+from login_etl_cli.rekey import RekeyProgress, count_stale, rekey, stale_summary
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import LocalStack, patched_environ
 from tests.cli_helpers import without_target_line
 from tests.sqs_helpers import receive_event
 
@@ -218,7 +218,7 @@ def unmask_process(
     (tmp_path / "tokens").write_text("\n".join(tokens))
     with (tmp_path / "tokens").open() as stdin:
         return subprocess.Popen(
-            [sys.executable, "-m", "login_etl_tools.cli", "unmask", "-", "--reason", "INC-42"],
+            [sys.executable, "-m", "login_etl_cli", "unmask", "-", "--reason", "INC-42"],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from login_etl_tools.progress import Progress
+from login_etl_cli.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from login_etl_tools.moto_server import MotoServer
-from login_etl_tools.stack import DUMMY_CREDENTIALS, REGION
+from login_etl_local.moto_server import MotoServer
+from login_etl_local.stack_record import DUMMY_CREDENTIALS, REGION
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

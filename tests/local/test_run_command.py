@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from login_etl_tools.sample_data import generate_labelled
+from login_etl_cli.sample_data import generate_labelled
 from tests.cli_helpers import login_etl
 
 

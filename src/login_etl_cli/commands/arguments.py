@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from login_etl_tools.seeding import bodies_from_text
+from login_etl_cli.seeding import bodies_from_text
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -19,9 +19,8 @@ from login_etl.config import (
     connection_params_from_url,
     parse_database_url,
 )
-from login_etl_tools.keys import DEFAULT_KMS_KEY, KeyStore
-from login_etl_tools.provisioning import DATA_KEY_PARAMETER
-from login_etl_tools.targets import choose_target, describe_aws, describe_database
+from login_etl_cli.keys import DATA_KEY_PARAMETER, DEFAULT_KMS_KEY, KeyStore
+from login_etl_cli.targets import choose_target, describe_aws, describe_database
 
 AWS = "aws"
 POSTGRES = "postgres"

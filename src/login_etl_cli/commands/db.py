@@ -7,9 +7,9 @@ from typing import Any
 
 import pg8000.native
 
-from login_etl_tools.commands.arguments import actions, add_command
-from login_etl_tools.commands.common import POSTGRES, UserError, database
-from login_etl_tools.database_setup import GRANTS_FILE, SCHEMA_OBJECTS, init_database
+from login_etl_cli.commands.arguments import actions, add_command
+from login_etl_cli.commands.common import POSTGRES, UserError, database
+from login_etl_cli.database_setup import GRANTS_FILE, SCHEMA_OBJECTS, init_database
 
 
 def register(commands: Any) -> None:
@@ -20,7 +20,7 @@ def register(commands: Any) -> None:
         "init",
         "create what is missing (tables, view, audit table), then the roles and grants",
         "Run it as the database's owner with CREATEROLE (on RDS: the master user). The\n"
-        f"grants are those of src/login_etl_tools/{GRANTS_FILE}; rerunning changes nothing.",
+        f"grants are those of src/login_etl_cli/{GRANTS_FILE}; rerunning changes nothing.",
     )
     init.set_defaults(command=db_command, needs=(POSTGRES,))
 
@@ -36,7 +36,7 @@ def db_command(args: argparse.Namespace) -> int:  # noqa: ARG001 - one action so
                 raise
             raise UserError(
                 f"{details.get('M')}: run `login-etl db init` as the database's owner with"
-                " CREATEROLE (RDS: the master user), see src/login_etl_tools/grants.sql"
+                " CREATEROLE (RDS: the master user), see src/login_etl_cli/grants.sql"
             ) from None
     existing = [name for name in SCHEMA_OBJECTS if name not in created]
     if created:

@@ -11,13 +11,13 @@ import boto3
 
 from login_etl.adapters.postgres_schema import TABLE
 from login_etl.adapters.postgres_store import table_exists
-from login_etl_tools.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
-from login_etl_tools.commands.arguments import actions, add_command, int_between
-from login_etl_tools.commands.common import AWS, POSTGRES, UserError, database, key_store
-from login_etl_tools.keys import DEFAULT_KMS_KEY
-from login_etl_tools.progress import Progress
-from login_etl_tools.rekey import rekey, stale_summary
-from login_etl_tools.unmask import (
+from login_etl_cli.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
+from login_etl_cli.commands.arguments import actions, add_command, int_between
+from login_etl_cli.commands.common import AWS, POSTGRES, UserError, database, key_store
+from login_etl_cli.keys import DEFAULT_KMS_KEY
+from login_etl_cli.progress import Progress
+from login_etl_cli.rekey import rekey, stale_summary
+from login_etl_cli.unmask import (
     MASKED_COLUMNS,
     parse_filters,
     select_rows,

@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from login_etl_tools.commands.arguments import (
+from login_etl_cli.commands.arguments import (
     actions,
     add_command,
     int_between,
     message_file,
     ratio,
 )
-from login_etl_tools.commands.common import AWS, DLQ, QUEUE, key_store, queue_urls
-from login_etl_tools.local_run import dlq_reasons, invalid_reason
-from login_etl_tools.progress import Progress
-from login_etl_tools.redrive import redrive
-from login_etl_tools.sample_data import generate
-from login_etl_tools.seeding import send_bodies
+from login_etl_cli.commands.common import AWS, DLQ, QUEUE, key_store, queue_urls
+from login_etl_cli.dead_letters import dlq_reasons, invalid_reason
+from login_etl_cli.progress import Progress
+from login_etl_cli.redrive import redrive
+from login_etl_cli.sample_data import generate
+from login_etl_cli.seeding import send_bodies
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef

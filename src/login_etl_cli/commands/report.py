@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from login_etl_tools.commands.arguments import add_command, int_between
-from login_etl_tools.commands.common import POSTGRES, database
-from login_etl_tools.report import build_report, render
+from login_etl_cli.commands.arguments import add_command, int_between
+from login_etl_cli.commands.common import POSTGRES, database
+from login_etl_cli.report import build_report, render
 
 
 def register(commands: Any) -> None:

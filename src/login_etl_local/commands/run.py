@@ -15,17 +15,18 @@ import boto3
 
 from login_etl.domain.app_version import decode
 from login_etl.domain.masking import token_key_id
-from login_etl_tools.commands.arguments import add_command, int_between, message_file
-from login_etl_tools.commands.common import UserError, database
-from login_etl_tools.event_source_mapping import DeliveryStats
-from login_etl_tools.local_run import RunSummary, deliver, summarise, take_before
-from login_etl_tools.progress import Progress
-from login_etl_tools.provisioning import Provisioned, provision_here
-from login_etl_tools.sample_data import generate
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LOCAL_VISIBILITY_TIMEOUT_S, local_stack, patched_environ
-from login_etl_tools.stack_record import run_record_path
-from login_etl_tools.targets import describe_aws, describe_database, find_target
+from login_etl_cli.commands.arguments import add_command, int_between, message_file
+from login_etl_cli.commands.common import UserError, database
+from login_etl_cli.commands.registry import LOCAL_COMMANDS
+from login_etl_cli.progress import Progress
+from login_etl_cli.sample_data import generate
+from login_etl_cli.seeding import send_bodies
+from login_etl_cli.targets import describe_aws, describe_database, find_target
+from login_etl_local.event_source_mapping import DeliveryStats
+from login_etl_local.local_run import RunSummary, deliver, summarise, take_before
+from login_etl_local.provisioning import Provisioned, provision_here
+from login_etl_local.stack import LOCAL_VISIBILITY_TIMEOUT_S, local_stack
+from login_etl_local.stack_record import patched_environ, run_record_path
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -42,9 +43,7 @@ The summary counts this run's rows and dead letters, and what was there before a
 
 def register(commands: Any) -> None:
     """Add ``run`` to the subcommands."""
-    run = add_command(
-        commands, "run", "load a queue of login messages into Postgres locally", DESCRIPTION
-    )
+    run = add_command(commands, "run", LOCAL_COMMANDS["run"], DESCRIPTION)
     source = run.add_mutually_exclusive_group()
     source.add_argument(
         "--count", type=int_between(1), default=1000, help="generated messages to send"

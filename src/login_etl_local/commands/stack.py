@@ -6,17 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from login_etl_tools.commands.arguments import actions, add_command, int_between
-from login_etl_tools.commands.common import UserError, redact
-from login_etl_tools.stack import LocalStack
-from login_etl_tools.stack_record import StackRecord, leftovers
-from login_etl_tools.stack_state import (
-    STATE_FILE,
-    HalfDownError,
-    read_state,
-    stack_down,
-    stack_up,
-)
+from login_etl_cli.commands.arguments import actions, add_command, int_between
+from login_etl_cli.commands.common import UserError, redact
+from login_etl_cli.commands.registry import LOCAL_COMMANDS
+from login_etl_local.stack_record import STATE_FILE, LocalStack, StackRecord, leftovers, read_state
+from login_etl_local.stack_state import HalfDownError, stack_down, stack_up
 
 
 def register(commands: Any) -> None:
@@ -24,7 +18,7 @@ def register(commands: Any) -> None:
     stack = add_command(
         commands,
         "stack",
-        "start, stop or inspect the local stack (moto server + throwaway PostgreSQL)",
+        LOCAL_COMMANDS["stack"],
         f"The stack keeps running between commands; it is recorded in {STATE_FILE}, where\n"
         "the other commands find it when the environment names no stack of its own.",
     )

@@ -1,4 +1,4 @@
-"""``python -m login_etl_tools.sam_local``: what ``make test-sam-local`` runs.
+"""``python -m login_etl_local.sam_local``: what ``make test-sam-local`` runs.
 
 Exit code: pytest's, or 1 with one line saying why the run could not even start (no container
 engine possible here, no CPython of the runtime's version, no Debian mirror...). It never
@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from login_etl_tools.sam_local import session
-from login_etl_tools.sam_local.debian import DebianError
-from login_etl_tools.sam_local.engine import EngineUnavailableError
-from login_etl_tools.sam_local.runtime_python import RuntimePythonError
+from login_etl_local.sam_local import session
+from login_etl_local.sam_local.debian import DebianError
+from login_etl_local.sam_local.engine import EngineUnavailableError
+from login_etl_local.sam_local.runtime_python import RuntimePythonError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run the session, turn known failures into one line."""
-    parser = argparse.ArgumentParser(prog="python -m login_etl_tools.sam_local")
+    parser = argparse.ArgumentParser(prog="python -m login_etl_local.sam_local")
     parser.add_argument("--sam", type=Path, required=True, help="the sam executable")
     parser.add_argument("--python", default="3.12", help="the Lambda runtime's Python version")
     parser.add_argument("--cache-dir", type=Path, default=session.default_cache_dir())

@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from login_etl_tools.sam_local import debian
-from login_etl_tools.sam_local.engine import Engine
-from login_etl_tools.sam_local.runtime_python import RuntimePython
+from login_etl_local.sam_local import debian
+from login_etl_local.sam_local.engine import Engine
+from login_etl_local.sam_local.runtime_python import RuntimePython
 
 AWSLAMBDARIC = "awslambdaric==4.2.2"
 LABEL = "org.login-etl.stand-in"

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from login_etl_tools.sam_local import debian
-from login_etl_tools.sam_local.host import HostNetworkState, restore
+from login_etl_local.sam_local import debian
+from login_etl_local.sam_local.host import HostNetworkState, restore
 
 # Debian packages providing what we run.
 PACKAGES = {"dockerd": "docker.io", "docker": "docker.io"}

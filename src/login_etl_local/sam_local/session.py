@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from login_etl_tools.sam_local import base_image, engine, runtime_python
-from login_etl_tools.sam_local.context import (
+from login_etl_local.sam_local import base_image, engine, runtime_python
+from login_etl_local.sam_local.context import (
     CONTEXT_VARIABLE,
     FUNCTION,
     SAMCONFIG_ENV,
     SamLocalConfig,
     SamLocalContext,
 )
-from login_etl_tools.sam_local.debian import codename
-from login_etl_tools.sam_local.relay import relays
+from login_etl_local.sam_local.debian import codename
+from login_etl_local.sam_local.relay import relays
 
 STACK_VARIABLES = ("AWS_ENDPOINT_URL", "DATABASE_URL", "QUEUE_URL", "DLQ_URL")
 

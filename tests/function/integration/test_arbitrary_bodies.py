@@ -17,8 +17,8 @@ from login_etl.adapters.postgres_store import ensure_schema
 from login_etl.adapters.sqs_records import MalformedEventError
 from login_etl.domain.validation import REQUIRED_KEYS
 from login_etl.handler import lambda_handler
-from login_etl_tools.event_source_mapping import LocalContext
-from tests.unit.test_validation import valid_logins
+from login_etl_local.event_source_mapping import LocalContext
+from tests.function.unit.test_validation import valid_logins
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -12,16 +12,16 @@ import pytest
 
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools.event_source_mapping import (
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import (
     DeliveryStats,
     LocalContext,
     run_event_source_mapping,
 )
-from login_etl_tools.postgres_server import PostgresServer
-from login_etl_tools.provisioning import Provisioned, provision
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import patched_environ
+from login_etl_local.postgres_server import PostgresServer
+from login_etl_local.provisioning import Provisioned, provision
+from login_etl_local.stack_record import patched_environ
 from tests.sqs_helpers import dlq_bodies, receive_event
 
 

@@ -9,12 +9,12 @@ import boto3
 import pg8000.native
 
 from login_etl.handler import lambda_handler
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import LocalStack
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = Path(__file__).resolve().parents[3] / "events"
 
 
 def test_sqs_batch_event(stack: LocalStack, db: pg8000.native.Connection) -> None:

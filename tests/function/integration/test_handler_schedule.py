@@ -17,16 +17,16 @@ import pytest
 from login_etl.config import ConfigurationError
 from login_etl.handler import UnsupportedEventError, lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.provisioning import Provisioned, provision
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack, patched_environ
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned, provision
+from login_etl_local.stack_record import LocalStack, patched_environ
 from tests.cli_helpers import HANG_GUARD_S
 from tests.sqs_helpers import dlq_bodies
 
 SCHEDULED = json.loads(
-    (Path(__file__).resolve().parents[2] / "events" / "scheduled.json").read_text()
+    (Path(__file__).resolve().parents[3] / "events" / "scheduled.json").read_text()
 )
 
 

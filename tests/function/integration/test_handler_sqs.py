@@ -11,11 +11,11 @@ import pytest
 from login_etl.adapters import aws
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools import cli
-from login_etl_tools.event_source_mapping import LocalContext, run_event_source_mapping
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import patched_environ
+from login_etl_cli import main as cli
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext, run_event_source_mapping
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import patched_environ
 from tests.sqs_helpers import independent_fernet, receive_event
 
 LOGINS = [

@@ -14,7 +14,7 @@ import pytest
 
 from login_etl.config import ConfigurationError, Settings
 from login_etl.runtime import connection_params_source
-from login_etl_tools.stack import LocalStack
+from login_etl_local.stack_record import LocalStack
 
 
 def iam_settings(stack: LocalStack) -> Settings:

@@ -20,12 +20,12 @@ from login_etl.config import KMS_ENCRYPTION_CONTEXT
 from login_etl.domain.masking import token_key_id
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools.commands.common import key_store
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.keys import KeyStore
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import patched_environ
+from login_etl_cli.commands.common import key_store
+from login_etl_cli.keys import KeyStore
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import patched_environ
 from tests.sqs_helpers import receive_event
 
 REFRESH_FAILED = "data key refresh failed: masking with the key already held"

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from login_etl.adapters.config_stores import read_parameter
 from login_etl.adapters.kms_data_key import DataKeyError, KmsDataKeySource
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
-from login_etl_tools.stack import LocalStack
+from login_etl_local.stack_record import LocalStack
 
 
 def ciphertext(stack: LocalStack) -> str:

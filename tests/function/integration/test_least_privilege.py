@@ -1,4 +1,4 @@
-"""Each database role works with exactly the grants of ``src/login_etl_tools/grants.sql``.
+"""Each database role works with exactly the grants of ``src/login_etl_cli/grants.sql``.
 
 In a fresh database owned by the admin (made by the stack's superuser, as the file's header
 says), the admin runs ``login-etl db init`` (the schema, then the file), and login users join
@@ -29,11 +29,11 @@ from login_etl.adapters.postgres_connection import connect
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.keys import KeyStore
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack, patched_environ
+from login_etl_cli.keys import KeyStore
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import LocalStack, patched_environ
 from tests.cli_helpers import without_target_line
 from tests.sqs_helpers import receive_event
 
@@ -121,7 +121,7 @@ def login_etl(url: str, *args: str, cwd: Path, stdin: str = "") -> subprocess.Co
     stderr without the line naming the target: these tests are about what follows it.
     """
     result = subprocess.run(
-        [sys.executable, "-m", "login_etl_tools.cli", *args],
+        [sys.executable, "-m", "login_etl_cli", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -306,7 +306,7 @@ def test_an_operator_reports_and_unmasks_with_its_grants_and_no_more(
     assert rekey.stderr.strip() == (
         f"login-etl: Postgres at postgresql://alice:***@{urlsplit(users.operator).netloc.split('@')[1]}"
         f"/{DATABASE} refused: permission denied for table user_logins (this database user lacks"
-        " a grant: see src/login_etl_tools/grants.sql)"
+        " a grant: see src/login_etl_cli/grants.sql)"
     )
 
 

@@ -20,7 +20,7 @@ from login_etl.config import Settings
 from login_etl.domain.models import UserLoginRow
 from login_etl.ledger_pruning import PruneStop, prune_ledger
 from login_etl.runtime import connection_params
-from login_etl_tools.stack import LocalStack
+from login_etl_local.stack_record import LocalStack
 
 HOUR = 3600
 ROW = UserLoginRow("u", "ios", "mip", "mdev", "RU", 2_003_000, date(2026, 11, 25))
@@ -159,7 +159,7 @@ def test_login_etl_ledger_prune(
     env = {**os.environ, "DATABASE_URL": stack.database_url}
 
     pruned = subprocess.run(
-        [sys.executable, "-m", "login_etl_tools.cli", "ledger", "prune"],
+        [sys.executable, "-m", "login_etl_cli", "ledger", "prune"],
         capture_output=True,
         text=True,
         env=env,

@@ -36,12 +36,12 @@ from login_etl.config import KMS_ENCRYPTION_CONTEXT, Settings, connection_params
 from login_etl.handler import lambda_handler
 from login_etl.observability import logger
 from login_etl.runtime import reset_runtime
-from login_etl_tools.event_source_mapping import LocalContext, run_event_source_mapping
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.schedule import run_schedule
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack, patched_environ
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext, run_event_source_mapping
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.schedule import run_schedule
+from login_etl_local.stack_record import LocalStack, patched_environ
 from tests.conftest import REAL_DATA
 from tests.sqs_helpers import receive_event
 

@@ -12,10 +12,10 @@ import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
 from login_etl.handler import lambda_handler
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.seeding import send_bodies
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
 from tests.sqs_helpers import receive_event
 
 

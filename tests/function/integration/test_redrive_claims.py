@@ -14,17 +14,17 @@ import pytest
 from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
-from login_etl_tools.commands.common import key_store
-from login_etl_tools.event_source_mapping import LocalContext, run_event_source_mapping
-from login_etl_tools.keys import KeyStore
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.redrive import redrive
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import patched_environ
+from login_etl_cli.commands.common import key_store
+from login_etl_cli.keys import KeyStore
+from login_etl_cli.redrive import redrive
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext, run_event_source_mapping
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import patched_environ
 from tests.sqs_helpers import receive_event
 
 SCHEDULED = json.loads(
-    (Path(__file__).resolve().parents[2] / "events" / "scheduled.json").read_text()
+    (Path(__file__).resolve().parents[3] / "events" / "scheduled.json").read_text()
 )
 
 

@@ -34,22 +34,22 @@ from login_etl.domain.models import QueueMessage, UserLoginRow
 from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE, ClaimKey, ClaimVerifier
 from login_etl.handler import lambda_handler
 from login_etl.pipeline import process_batch
-from login_etl_tools.commands.common import redact
-from login_etl_tools.event_source_mapping import LocalContext, lambda_record
-from login_etl_tools.keys import KeyStore
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.redrive import redrive
-from login_etl_tools.seeding import send_bodies
-from login_etl_tools.stack import LocalStack, patched_environ
-from tests.integration.test_pii_tools import (  # noqa: F401 - fixtures used by name
+from login_etl_cli.commands.common import redact
+from login_etl_cli.keys import KeyStore
+from login_etl_cli.redrive import redrive
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext, lambda_record
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import LocalStack, patched_environ
+from tests.cli.test_pii_tools import (  # noqa: F401 - fixtures used by name
     AuditRows,
     audit_rows,
     database_connection,
     keys,
     run_cli,
 )
-from tests.integration.test_redrive_claims import login, redrive_now, users
-from tests.integration.test_write_guarantees import (  # noqa: F401 - `store` is a fixture
+from tests.function.integration.test_redrive_claims import login, redrive_now, users
+from tests.function.integration.test_write_guarantees import (  # noqa: F401 - `store` is a fixture
     DAY,
     count,
     given_table,

@@ -26,10 +26,10 @@ from login_etl.domain.redrive_claim import ClaimVerifier
 from login_etl.handler import lambda_handler
 from login_etl.pipeline import process_batch
 from login_etl.runtime import connection_params, connection_params_source
-from login_etl_tools.event_source_mapping import LocalContext
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.seeding import send_bodies
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
 from tests.sqs_helpers import receive_event
 
 DAY = date(2026, 11, 24)

@@ -21,7 +21,7 @@ from cfnlint.decode import cfn_yaml
 from login_etl.adapters.postgres_schema import CREATE_TABLE
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE: dict[str, Any] = cfn_yaml.load(str(ROOT / "template.yaml"))
 RESOURCES = TEMPLATE["Resources"]
 FUNCTION = RESOURCES["LoginEtlFunction"]["Properties"]
@@ -166,7 +166,7 @@ def test_samconfig_has_a_deploy_and_a_local_environment() -> None:
 
 
 def test_sam_local_environment_invokes_the_host_build_without_a_registry() -> None:
-    # `make test-sam-local` (login_etl_tools.sam_local) reads these and writes the env file.
+    # `make test-sam-local` (login_etl_local.sam_local) reads these and writes the env file.
     local = SAMCONFIG["sam-local"]
     build, invoke = local["build"]["parameters"], local["local_invoke"]["parameters"]
     assert invoke["template_file"] == f"{build['build_dir']}/template.yaml"

@@ -14,7 +14,7 @@ from login_etl.domain.models import QueueMessage
 from login_etl.drain import DrainSummary, StopReason, drain
 from login_etl.pipeline import BatchOutcome, process_batch
 from login_etl.ports import DeleteFailure, ReceivedMessage
-from tests.unit.test_pipeline import BAD, TODAY, VERIFY, MemoryStore, login
+from tests.function.unit.test_pipeline import BAD, TODAY, VERIFY, MemoryStore, login
 
 
 class MemoryQueue:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from login_etl.domain.keyring import Keyring, UnmaskError, UnmaskFailure
 from login_etl.domain.masking import DeterministicMasker, token_prefix
-from login_etl_tools.audit import key_ids_of
-from login_etl_tools.unmask import parse_filters, unmask_all
+from login_etl_cli.audit import key_ids_of
+from login_etl_cli.unmask import parse_filters, unmask_all
 
 texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60)
 keys = st.binary(min_size=32, max_size=32)

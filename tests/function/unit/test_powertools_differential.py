@@ -22,7 +22,7 @@ from login_etl.domain.models import QueueMessage
 from login_etl.domain.transform import create_date
 from login_etl.domain.validation import parse_login
 from login_etl.pipeline import process_batch
-from tests.unit.test_pipeline import BAD, GOOD, VERIFY, MemoryStore
+from tests.function.unit.test_pipeline import BAD, GOOD, VERIFY, MemoryStore
 
 TODAY = date(2026, 11, 24)
 bodies = st.sampled_from([GOOD, BAD, "not json", GOOD.replace('"1.0"', '"1.0.0.0"')])

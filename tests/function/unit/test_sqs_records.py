@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from login_etl.adapters.sqs_records import MalformedEventError, to_queue_message, to_queue_messages
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.pipeline import process_batch
-from tests.unit.test_pipeline import GOOD, TODAY, VERIFY, MemoryStore
+from tests.function.unit.test_pipeline import GOOD, TODAY, VERIFY, MemoryStore
 
 ABSENT = object()  # the key is left out of the record
 ATTRIBUTE = "login_etl_original_message_id"
