@@ -1,4 +1,9 @@
-"""Free loopback ports for the throwaway servers."""
+"""Loopback ports: whether something answers on one, and a free one for a throwaway server.
+
+Here, in the CLI, though the local stack uses most of it (free ports for its servers, waiting
+for them): the CLI needs ``port_is_open`` to recognise the exports of a stack that is gone
+(``targets``), and the local stack may depend on the CLI, never the other way round.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 Mimics the take-home data (uuid user ids, dotted app versions in three shapes, ios/android,
 IPv4 from every range, ~29 % null locales, SSN-shaped device ids) and adds what a real
 stream has and the sample lacks: repeated devices and IPs, and some malformed messages.
+
+Part of the CLI because ``login-etl seed`` sends them to any target (a staging queue in AWS
+too); ``login-etl run``, the tests and the benchmarks use them from here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Sending message bodies to a queue, ten per SendMessageBatch, failing loudly on any loss."""
+"""Sending message bodies to a queue, ten per SendMessageBatch, failing loudly on any loss.
+
+Part of the CLI (``login-etl seed`` sends to whatever queue the target names, AWS's included;
+``--file`` is read with ``bodies_from_text``); the local stack's ``run`` and the tests use it
+from here.
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ Two refinements make that cleanup reliable:
   ``shielded``: a signal arriving inside is held and raised when the block ends.
 
 What a SIGKILL leaves behind cannot be cleaned here; ``stack_record`` makes it findable.
+
+Part of the CLI: ``main`` installs the handlers for every command. The local stack's servers
+(``login_etl_local``) use ``shielded`` from here; the dependency goes that way only.
 """
 
 from __future__ import annotations
