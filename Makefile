@@ -53,24 +53,24 @@ test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server),
 	$(BIN)/pytest $(ARGS)
 
 test-sam-local: $(STAMP) $(TOOLS_STAMP)  ## sam local invoke of every event in a Lambda container (root: starts Docker)
-	$(BIN)/python -m login_etl_tools.sam_local --sam $(SAM) --python $(LAMBDA_PYTHON) -- $(ARGS)
+	$(BIN)/python -m login_etl_local.sam_local --sam $(SAM) --python $(LAMBDA_PYTHON) -- $(ARGS)
 
 bench: $(STAMP) $(SAM_BUILT)  ## interleaved: vs the serial floor and a typical handler; instructions, cold start, RSS (.bench/; ARGS=--record: docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m login_etl_tools.benchmark $(ARGS)
+	$(BIN)/python -m benchmarks.benchmark $(ARGS)
 
 bench-instructions: $(STAMP)  ## instructions per message of the handler and the floor's parts (valgrind callgrind)
-	$(BIN)/python -m login_etl_tools.bench_instructions $(ARGS)
+	$(BIN)/python -m benchmarks.instructions $(ARGS)
 
 bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,50000000"), pruning beside them
-	$(BIN)/python -m login_etl_tools.bench_ledger $(ARGS)
+	$(BIN)/python -m benchmarks.ledger $(ARGS)
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
-	$(BIN)/python -m login_etl_tools.bench_refusals $(ARGS)
+	$(BIN)/python -m benchmarks.refusals $(ARGS)
 
 lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src benchmarks tests
+	$(BIN)/ruff format --check src benchmarks tests
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --region us-east-1

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from login_etl_tools.commands.common import TARGET_LINE
-from login_etl_tools.event_source_mapping import HANG_GUARD_S as EMULATION_HANG_GUARD_S
+from login_etl_cli.commands.common import TARGET_LINE
+from login_etl_local.event_source_mapping import HANG_GUARD_S as EMULATION_HANG_GUARD_S
 
 # The session fixture's stack, which the command must not see: it finds or starts its own.
 STACK_VARIABLES = ("AWS_ENDPOINT_URL", "DATABASE_URL", "QUEUE_URL", "DLQ_URL", "DATA_KEY_PARAMETER")
@@ -48,7 +48,7 @@ def login_etl(
     ``env`` adds variables after the session's stack ones were removed.
     """
     return subprocess.run(
-        [sys.executable, "-m", "login_etl_tools.cli", *args],
+        [sys.executable, "-m", "login_etl_cli", *args],
         capture_output=True,
         text=True,
         env=command_env(env),
@@ -64,7 +64,7 @@ def spawn(
 ) -> subprocess.Popen[str]:
     """``login-etl ARGS`` started, not waited for; output unbuffered, so it can be followed."""
     return subprocess.Popen(
-        [sys.executable, "-m", "login_etl_tools.cli", *args],
+        [sys.executable, "-m", "login_etl_cli", *args],
         stdout=popen.pop("stdout", subprocess.PIPE),
         stderr=popen.pop("stderr", subprocess.PIPE),
         text=True,

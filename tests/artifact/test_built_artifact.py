@@ -20,9 +20,9 @@ import boto3
 import pg8000.native
 import pytest
 
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.sample_data import generate_labelled
-from login_etl_tools.seeding import send_bodies
+from login_etl_cli.sample_data import generate_labelled
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.provisioning import Provisioned
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM_ARTIFACT = ROOT / ".aws-sam" / "build" / "LoginEtlFunction"

@@ -11,9 +11,9 @@ import pytest
 
 from login_etl.domain import app_version
 from login_etl.handler import lambda_handler
-from login_etl_tools.event_source_mapping import run_event_source_mapping
-from login_etl_tools.provisioning import Provisioned
-from login_etl_tools.seeding import send_bodies
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import run_event_source_mapping
+from login_etl_local.provisioning import Provisioned
 from tests.conftest import REAL_DATA
 from tests.sqs_helpers import dlq_bodies, independent_fernet
 

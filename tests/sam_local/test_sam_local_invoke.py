@@ -18,8 +18,8 @@ import boto3
 import pg8000.native
 import pytest
 
-from login_etl_tools.sam_local.context import SamLocalContext
-from login_etl_tools.seeding import send_bodies
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.sam_local.context import SamLocalContext
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = sorted(p for p in (ROOT / "events").glob("*.json") if not p.name.startswith("env."))

@@ -15,8 +15,8 @@ these loggers that this module does not know (a newer botocore than the Lambda r
 its numbers and loses every other argument: unknown means redacted.
 
 Checked (botocore 1.44, boto3 1.44, urllib3 2.8, pg8000 1.31, Powertools 3.37; every logging
-call of botocore and boto3 is listed by ``tests/unit/test_log_redaction.py``) and left alone
-because they log no payload: ``botocore.hooks`` (event and handler names),
+call of botocore and boto3 is listed by ``tests/function/unit/test_log_redaction.py``) and left
+alone because they log no payload: ``botocore.hooks`` (event and handler names),
 ``botocore.retryhandler``, ``botocore.retries``, ``botocore.credentials`` (provider names,
 expiry times), ``botocore.regions`` (region and endpoint parameters), ``botocore.session``
 (config variable names and values such as the region), ``urllib3.connectionpool`` (host, port,

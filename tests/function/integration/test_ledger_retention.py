@@ -1,0 +1,173 @@
+"""The ledger stays bounded: entries older than the retention window are pruned, in small
+transactions, without touching rows, without doubling a redelivery inside the window, and
+without getting in the way of writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pg8000.native
+import pytest
+
+from login_etl.adapters.postgres_store import PostgresLoginStore
+from login_etl.config import Settings
+from login_etl.domain.models import UserLoginRow
+from login_etl.ledger_pruning import PruneStop, prune_ledger
+from login_etl.runtime import connection_params
+from login_etl_local.stack_record import LocalStack
+
+HOUR = 3600
+ROW = UserLoginRow("u", "ios", "mip", "mdev", "RU", 2_003_000, date(2026, 11, 25))
+
+
+def count(db: pg8000.native.Connection, table: str) -> int:
+    return int(db.run(f"SELECT count(*) FROM {table}")[0][0])
+
+
+def age_everything(db: pg8000.native.Connection, seconds: int) -> None:
+    """Time passes for the ledger: every entry becomes ``seconds`` older."""
+    db.run(
+        "UPDATE login_etl_processed_messages"
+        " SET processed_at = processed_at - make_interval(secs => :s)",
+        s=seconds,
+    )
+
+
+def always() -> bool:
+    return True
+
+
+@pytest.fixture
+def store(db: pg8000.native.Connection) -> Iterator[PostgresLoginStore]:
+    made = PostgresLoginStore(connection_params(Settings.from_env()))
+    yield made
+    made.close()
+
+
+def test_pruning_deletes_only_entries_older_than_the_window(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    store.write([(f"old{i}", ROW) for i in range(1_234)])
+    age_everything(db, 3 * HOUR)
+    store.write([(f"new{i}", ROW) for i in range(10)])
+
+    deleted = store.prune(2 * HOUR, batch_rows=100, keep_going=always)
+
+    assert deleted == 1_234
+    remaining = {r[0] for r in db.run("SELECT message_id FROM login_etl_processed_messages")}
+    assert remaining == {f"new{i}" for i in range(10)}
+    assert count(db, "user_logins") == 1_244  # the rows themselves are never touched
+
+
+def test_the_ledger_stays_flat_over_many_windows_and_nothing_is_doubled(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """30 simulated hours, a 3-hour window, pruning every hour: each batch is delivered once
+    more an hour later (inside the window, so it is skipped). The ledger holds about three
+    hours of entries however long the run."""
+    batch = 200
+    sizes = []
+    written = duplicates = 0
+    for hour in range(30):
+        fresh = [(f"h{hour}-{i}", ROW) for i in range(batch)]
+        again = [(f"h{hour - 1}-{i}", ROW) for i in range(batch)] if hour else []
+        result = store.write(fresh + again)
+        written += result.written
+        duplicates += result.duplicates
+        age_everything(db, HOUR)
+        summary = prune_ledger(store, 3 * HOUR, 50, lambda: 60_000, safety_margin_ms=1_000)
+        assert summary.stopped_because is PruneStop.DONE
+        sizes.append(count(db, "login_etl_processed_messages"))
+
+    assert written == 30 * batch
+    assert duplicates == 29 * batch
+    assert count(db, "user_logins") == 30 * batch
+    assert max(sizes[3:]) == min(sizes[3:]) == 2 * batch  # flat: entries younger than 3 h
+
+
+def test_pruning_stops_when_time_runs_short(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    store.write([(f"m{i}", ROW) for i in range(500)])
+    age_everything(db, 3 * HOUR)
+    clock = iter([60_000, 60_000, 500])  # two batches, then under the margin
+
+    summary = prune_ledger(store, HOUR, 100, lambda: next(clock), safety_margin_ms=1_000)
+
+    assert (summary.deleted, summary.stopped_because) == (200, PruneStop.TIME_LIMIT)
+    assert count(db, "login_etl_processed_messages") == 300
+
+
+def test_writers_go_on_while_the_ledger_is_pruned(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """A writer commits batches the whole time a large prune runs: none fails or waits out."""
+    store.write([("recent", ROW)])  # creates the tables; not old enough to go
+    db.run(
+        "INSERT INTO login_etl_processed_messages"
+        " SELECT 'bulk' || g, now() - interval '3 hours' FROM generate_series(1, 200000) g"
+    )
+    pruning = threading.Event()
+    done = threading.Event()
+    errors: list[BaseException] = []
+    committed = []
+
+    def writer() -> None:
+        own = PostgresLoginStore(connection_params(Settings.from_env()))
+        try:
+            pruning.wait(timeout=60)
+            round_ = 0
+            while not done.is_set() or round_ < 3:
+                result = own.write([(f"w{round_}-{i}", ROW) for i in range(500)])
+                committed.append(result.written)
+                round_ += 1
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            own.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+
+    def keep_going() -> bool:
+        pruning.set()
+        return True
+
+    deleted = store.prune(2 * HOUR, batch_rows=5_000, keep_going=keep_going)
+    done.set()
+    thread.join(timeout=300)
+
+    assert errors == []
+    assert deleted == 200_000
+    assert len(committed) >= 3
+    assert all(n == 500 for n in committed)
+    assert count(db, "login_etl_processed_messages") == 1 + 500 * len(committed)
+
+
+def test_login_etl_ledger_prune(
+    stack: LocalStack, store: PostgresLoginStore, db: pg8000.native.Connection, tmp_path: Path
+) -> None:
+    store.write([(f"m{i}", ROW) for i in range(30)])
+    age_everything(db, 50 * 86_400)  # older than the default window (43 days)
+    store.write([("recent", ROW)])
+    env = {**os.environ, "DATABASE_URL": stack.database_url}
+
+    pruned = subprocess.run(
+        [sys.executable, "-m", "login_etl_cli", "ledger", "prune"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.strip() == "deleted 30 ledger entries older than 43 days"
+    assert count(db, "login_etl_processed_messages") == 1

@@ -1,0 +1,190 @@
+"""The deployment files agree with each other and with the code (no Docker or AWS needed).
+
+cfn-lint and ``sam validate --lint`` check the template's syntax in ``make lint``; these check
+the promises the README makes about it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.decode import cfn_yaml
+
+from login_etl.adapters.postgres_schema import CREATE_TABLE
+from login_etl.config import KMS_ENCRYPTION_CONTEXT
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE: dict[str, Any] = cfn_yaml.load(str(ROOT / "template.yaml"))
+RESOURCES = TEMPLATE["Resources"]
+FUNCTION = RESOURCES["LoginEtlFunction"]["Properties"]
+SAMCONFIG = tomllib.loads((ROOT / "samconfig.toml").read_text())
+
+
+def words(sql: str) -> list[str]:
+    return re.sub(r"--[^\n]*", "", sql).replace("(", " ( ").replace(")", " ) ").split()
+
+
+def test_queue_visibility_is_six_times_every_allowed_function_timeout() -> None:
+    allowed = TEMPLATE["Parameters"]["FunctionTimeout"]["AllowedValues"]
+    mapping = TEMPLATE["Mappings"]["VisibilityTimeout"]
+    assert sorted(int(t) for t in mapping) == sorted(allowed)
+    assert all(entry["Seconds"] == 6 * int(timeout) for timeout, entry in mapping.items())
+
+
+def test_runtime_is_a_current_python_on_one_architecture_arm64_by_default() -> None:
+    function = TEMPLATE["Globals"]["Function"]
+    assert function["Runtime"] in {"python3.12", "python3.13"}
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    parameter = TEMPLATE["Parameters"]["Architecture"]
+    assert parameter["Default"] == "arm64"  # what is deployed unless someone says otherwise
+    assert set(parameter["AllowedValues"]) == {"arm64", "x86_64"}
+
+
+def unconditional(statements: list[Any]) -> list[dict[str, Any]]:
+    """The statements, with each optional one (``Fn::If``: statement or nothing) included."""
+    found = []
+    for statement in statements:
+        if "Fn::If" in statement:
+            _, when_on, _ = statement["Fn::If"]
+            found.append(when_on)
+        else:
+            found.append(statement)
+    return found
+
+
+def test_no_iam_statement_allows_every_resource() -> None:
+    documents = [p["PolicyDocument"] for p in RESOURCES["LoginEtlRole"]["Properties"]["Policies"]]
+    documents += [
+        resource["Properties"]["PolicyDocument"]
+        for resource in RESOURCES.values()
+        if resource["Type"] == "AWS::IAM::ManagedPolicy"
+    ]
+    statements = [s for document in documents for s in unconditional(document["Statement"])]
+    assert len(documents) == 3
+    assert all(statement["Resource"] != "*" for statement in statements)
+    context = {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()}
+    kms = [s for s in statements if str(s["Action"]).startswith("kms:")]
+    assert len(kms) == 3
+    assert all(s["Condition"]["StringEquals"] == context for s in kms)
+
+
+def test_the_function_cannot_make_or_list_keys() -> None:
+    role = RESOURCES["LoginEtlRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    actions = {
+        a
+        for s in unconditional(role["Statement"])
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert "kms:GenerateDataKey" not in actions
+    assert "ssm:GetParametersByPath" not in actions
+    assert "ssm:PutParameter" not in actions
+
+
+def test_iam_database_authentication_reaches_one_user_only() -> None:
+    role = RESOURCES["LoginEtlRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    connect = [s for s in unconditional(role["Statement"]) if s["Action"] == "rds-db:connect"]
+    assert len(connect) == 1
+    arn = connect[0]["Resource"]["Fn::Sub"][0]
+    assert arn.endswith(":dbuser:${Id}/${DbIamUser}")  # one user, never dbuser:*/*
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["DbAuth=iam", "DbIamUser=lambda", "DbResourceId=db-ABCDEFGH", "DbSslMode=verify-full"],
+        [
+            "EnableRdsProxy=true",
+            "DbInstanceIdentifier=logins",
+            "SubnetIds=subnet-12345678",
+            "SecurityGroupIds=sg-12345678",
+            "DbSslMode=verify-full",
+        ],
+        [
+            "EnableRdsProxy=true",
+            "DbAuth=iam",
+            "DbIamUser=lambda",
+            "DbInstanceIdentifier=logins",
+            "SubnetIds=subnet-12345678",
+            "DbSslMode=verify-full",
+        ],
+    ],
+)
+def test_the_template_lints_clean_with_each_database_option(options: list[str]) -> None:
+    secret = "DatabaseSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
+    lint = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("cfn-lint")),
+            str(ROOT / "template.yaml"),
+            "--parameters",
+            secret,
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_both_triggers_exist_and_can_be_switched_off() -> None:
+    events = FUNCTION["Events"]
+    sqs = events["LoginQueue"]["Properties"]
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs["Enabled"] == {"Fn::If": ["SqsTriggerOn", True, False]}
+    assert "MaximumConcurrency" in sqs["ScalingConfig"]
+    schedule = events["DrainSchedule"]
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["State"] == {"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]}
+
+
+def test_local_invoke_only_sets_variables_the_template_declares() -> None:
+    # `sam local invoke --env-vars` silently ignores variables the function does not declare.
+    declared = set(FUNCTION["Environment"]["Variables"])
+    local = json.loads((ROOT / "events" / "env.local.json").read_text())
+    assert set(local) == {"LoginEtlFunction"}
+    assert set(local["LoginEtlFunction"]) <= declared
+
+
+def test_samconfig_has_a_deploy_and_a_local_environment() -> None:
+    deploy = SAMCONFIG["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    local = SAMCONFIG["local"]["local_invoke"]["parameters"]
+    assert (ROOT / local["env_vars"]).is_file()
+    assert (ROOT / local["event"]).is_file()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert local["docker_network"] == compose["networks"]["default"]["name"]
+
+
+def test_sam_local_environment_invokes_the_host_build_without_a_registry() -> None:
+    # `make test-sam-local` (login_etl_local.sam_local) reads these and writes the env file.
+    local = SAMCONFIG["sam-local"]
+    build, invoke = local["build"]["parameters"], local["local_invoke"]["parameters"]
+    assert invoke["template_file"] == f"{build['build_dir']}/template.yaml"
+    assert invoke["skip_pull_image"] is True  # no registry in CI: SAM must not ask one
+    assert invoke["env_vars"].startswith(".aws-sam/")  # generated, never committed
+    assert "Architecture" not in invoke["parameter_overrides"]  # the host's, added at run time
+    overrides = dict(pair.split("=", 1) for pair in invoke["parameter_overrides"].split())
+    assert set(overrides) <= set(TEMPLATE["Parameters"])
+
+
+def test_compose_runs_localstack_and_postgres_with_the_exact_table() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"localstack", "postgres"}
+    assert all("healthcheck" in service for service in services.values())
+    env = json.loads((ROOT / "events" / "env.local.json").read_text())["LoginEtlFunction"]
+    assert env["AWS_ENDPOINT_URL"].startswith("http://localstack:4566")
+    assert "@postgres:5432/" in env["DATABASE_URL"]
+    mount = next(v for v in services["postgres"]["volumes"] if "initdb" in v)
+    init_sql = (ROOT / mount.split(":")[0]).read_text()
+    assert words(init_sql) == [*words(CREATE_TABLE), ";"]

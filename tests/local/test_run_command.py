@@ -1,0 +1,41 @@
+"""``login-etl run`` as a user runs it: a subprocess that starts and stops its own stack."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from login_etl_cli.sample_data import generate_labelled
+from tests.cli_helpers import login_etl
+
+
+def figure(output: str, label: str) -> int:
+    match = re.search(rf"^\s+{re.escape(label)}\s+(\d+)$", output, re.MULTILINE)
+    assert match, f"no {label!r} in:\n{output}"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("mode", ["sqs", "schedule"])
+def test_run_loads_the_valid_messages_and_dead_letters_the_rest(mode: str, tmp_path: Path) -> None:
+    labelled = generate_labelled(300, seed=5)
+    valid = sum(ok for _, ok in labelled)
+
+    result = login_etl("run", "--mode", mode, "--count", "300", "--seed", "5", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert figure(result.stdout, "rows written to user_logins") == valid
+    assert figure(result.stdout, "messages dead-lettered") == 300 - valid
+    assert "local stack stopped" in result.stdout
+
+
+def test_a_bad_batch_size_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = login_etl("run", "--batch-size", "20000", cwd=tmp_path)
+
+    assert result.returncode == 2  # a usage error, refused before anything starts
+    assert result.stderr.strip().splitlines() == [
+        "login-etl run: argument --batch-size: must be between 1 and 10,000, got 20000"
+        " (see login-etl run --help)"
+    ]
+    assert not (tmp_path / ".local-stack").exists()
