@@ -21,7 +21,8 @@ from login_etl_cli.sample_data import generate_labelled
 from login_etl_local.postgres_server import find_bin_dir
 from tests.cli_helpers import HANG_GUARD_S, command_env, exports, login_etl, marked_commands
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+# The page whose `psql ... | login-etl unmask -` line the test below runs as it is written.
+PSQL_EXAMPLE_PAGE = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +163,10 @@ def test_progress_shows_with_no_seed_and_through_the_retries(
     assert len({line.split("  ")[1] for line in waiting}) > 1  # the time moves while it waits
 
 
-def test_the_readmes_psql_example_works(stack_dir: tuple[Path, dict[str, str]]) -> None:
+def test_the_documented_psql_example_works(stack_dir: tuple[Path, dict[str, str]]) -> None:
     directory, pasted = stack_dir
     login_etl("run", "--count", "20", "--seed", "46", cwd=directory)
-    [line] = [line for line in README.read_text().splitlines() if line.startswith("psql ")]
+    [line] = [ln for ln in PSQL_EXAMPLE_PAGE.read_text().splitlines() if ln.startswith("psql ")]
     command = line.split("  #")[0].replace(".venv/bin/login-etl", "login_etl")
     script = f'login_etl() {{ "{sys.executable}" -m login_etl_cli "$@"; }}\n{command}\n'
     env = command_env(pasted)
