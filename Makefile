@@ -89,7 +89,7 @@ LAMBDA_PYTHON   ?= 3.12
 # The template's Architecture parameter: arm64 in AWS; `make test-sam-local` sets the host's.
 LAMBDA_ARCH     ?= arm64
 LAMBDA_PLATFORM ?= manylinux2014_$(if $(filter x86_64,$(LAMBDA_ARCH)),x86_64,aarch64)
-# The Lambda Python runtime provides boto3; bundling it would add ~25 MB (see the README).
+# The Lambda Python runtime provides boto3; bundling it would add ~25 MB (see docs/deploying.md).
 RUNTIME_PROVIDED := boto3 botocore s3transfer urllib3
 
 build-LoginEtlFunction:

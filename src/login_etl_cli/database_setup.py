@@ -22,7 +22,7 @@ SCHEMA_OBJECTS = (TABLE, LEDGER, "user_logins_decoded", AUDIT_TABLE)
 
 
 def grants_sql() -> str:
-    """The roles and grants, exactly as shipped (and as the README points to)."""
+    """The roles and grants, exactly as shipped (and as docs/security.md points to)."""
     return files("login_etl_cli").joinpath(GRANTS_FILE).read_text(encoding="utf-8")
 
 

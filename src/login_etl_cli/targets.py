@@ -90,7 +90,7 @@ def choose_target() -> Target:
     raise TargetError(
         "no stack to use: start a local one with `login-etl stack up`, or name yours in the"
         " environment (AWS_ENDPOINT_URL for an emulator, DATABASE_URL, QUEUE_URL, DLQ_URL,"
-        " DATA_KEY_PARAMETER for AWS itself; see the README, 'Which stack a command uses')"
+        " DATA_KEY_PARAMETER for AWS itself; see docs/operating.md, 'Which stack a command uses')"
     )
 
 

@@ -58,7 +58,7 @@ def test_the_sam_artifact_is_built_for_the_lambda_runtime() -> None:
 
 def test_the_sam_artifact_stays_lean() -> None:
     size = sum(p.stat().st_size for p in SAM_ARTIFACT.rglob("*") if p.is_file())
-    assert size < 30 * 2**20  # 22 MB measured; the README reports it
+    assert size < 30 * 2**20  # 22 MB measured; docs/deploying.md reports it
 
 
 @pytest.fixture(scope="module")

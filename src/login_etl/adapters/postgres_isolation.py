@@ -44,7 +44,7 @@ _CLASSES = "(" + ", ".join(f"'{c}'" for c in ROW_LEVEL_SQLSTATE_CLASSES) + ")"
 _CODES = "(" + ", ".join(f"'{c}'" for c in ROW_LEVEL_SQLSTATES) + ")"
 # Rows are tried a chunk at a time, and one by one only inside a chunk that is refused: with
 # few refused rows (the usual case) that is ~200 statements for 10,000 rows instead of 20,000
-# (1 refused row of 10,000: 0.9 s -> see README "Benchmarks"). sqrt(10,000) balances the two.
+# (1 refused row of 10,000: 0.9 s -> see docs/benchmarks.md). sqrt(10,000) balances the two.
 CHUNK_ROWS = 100
 _INSERT = (
     f"INSERT INTO {TABLE} ({_COLUMN_LIST}) "  # noqa: S608 - constant names only

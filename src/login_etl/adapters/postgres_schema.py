@@ -50,7 +50,7 @@ SELECT message_id FROM batch EXCEPT ALL SELECT message_id FROM added
 # batch at a time, each batch its own short transaction: writers never wait on a long DELETE.
 # ctid = ANY(ARRAY(...)) is a TID scan of exactly the chosen rows. No index on processed_at:
 # the oldest rows are the first in the heap, so the scan stops early, and an index cost the
-# writers more than it saved the pruning (README "Benchmarks", `make bench-ledger`).
+# writers more than it saved the pruning (docs/benchmarks.md, `make bench-ledger`).
 PRUNE_LEDGER_BATCH = f"""
 DELETE FROM {LEDGER} WHERE ctid = ANY(ARRAY(
   SELECT ctid FROM {LEDGER}

@@ -29,7 +29,8 @@ The two times close what v1 left open (found in review):
   cover the batch. Whoever reads a copy off the queue (``sqs:ReceiveMessage``, no key) and
   attaches its claim to a later login with the same body sends a message whose SentTimestamp is
   outside the window: the claim is ignored and the login counts as itself, a row of its own. A
-  replay inside the 20 minutes is still taken for the copy it names (README, "Not guaranteed").
+  replay inside the 20 minutes is still taken for the copy it names (docs/guarantees.md, "Not
+  guaranteed").
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_a_redriven_login_keeps_the_date_it_was_sent(
     " (sqs:ReceiveMessage on the queue or DLQ, no KMS) can attach its claim to an identical"
     " login sent within FRESH_FOR_MS (20 minutes) of the redrive and have it skipped as a"
     " duplicate; later, the claim is ignored (tests/function/unit/test_pipeline.py,"
-    " test_a_claim_replayed_onto_a_later_login_is_ignored). README, 'Not guaranteed'.",
+    " test_a_claim_replayed_onto_a_later_login_is_ignored). docs/guarantees.md, 'Not guaranteed'.",
 )
 def test_a_claim_read_off_the_queue_cannot_suppress_a_later_identical_login(
     queue: Provisioned, db: pg8000.native.Connection
