@@ -200,7 +200,14 @@ class PostgresLoginStore:
             end_backend(params, session.backend_pid)
             raise
         except BaseException:
+            # Interrupted while the writer still runs (Ctrl-C or SIGTERM in ``finish``): stop
+            # it, and end its server session, which may be waiting on a lock and holding the
+            # ledger ids it locked before (closing the socket alone does not end a lock wait).
+            running = writer.running
+            writer.abort()
             self.close()
+            if running and session.backend_pid:
+                end_backend(params, session.backend_pid)
             raise
         finally:
             self._last_used = time.monotonic()

@@ -46,6 +46,10 @@ class StreamedWrite:
         self._error: BaseException | None = None
         self.written = 0
         self.duplicates = 0
+        # Set when _run returns. Not Thread.is_alive()/join(): on Python 3.11 a join that a
+        # signal interrupts (Ctrl-C, the CLI's SIGTERM) marks the thread stopped while it
+        # still runs, and every later join returns at once (bpo-45274's fix, gh-90882).
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="login-etl-writer", daemon=True)
         self._thread.start()
 
@@ -56,9 +60,14 @@ class StreamedWrite:
     def finish(self) -> None:
         """Wait for COPY and COMMIT; raise what the writer raised (DatabaseError, ...)."""
         self._chunks.put(_END)
-        self._thread.join()
+        self._done.wait()
         if self._error is not None:
             raise self._error
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread has not finished yet."""
+        return not self._done.is_set()
 
     def abort(self) -> None:
         """The caller failed: make the COPY fail, and stop a writer blocked on the socket."""
@@ -67,7 +76,7 @@ class StreamedWrite:
         # notice after it; shutting the socket down ends that wait at once.
         with contextlib.suppress(OSError, AttributeError):
             self._session.conn._usock.shutdown(socket.SHUT_RDWR)
-        self._thread.join()
+        self._done.wait()
 
     def _run(self) -> None:
         session = self._session
@@ -80,6 +89,8 @@ class StreamedWrite:
             conn.run("COMMIT")
         except BaseException as error:
             self._error = error
+        finally:
+            self._done.set()
 
     def _lines(self, seen: set[str]) -> Iterator[str]:
         """The chunks as they come, without the rows of ids already in the ledger."""
