@@ -85,8 +85,15 @@ class StreamedWrite:
             # The server process of this transaction, for a caller that must end it.
             session.backend_pid = begin(conn, session.params)
             seen = record_ids(session, self._keys)
+            timeout_ms = int(session.params.statement_timeout_ms)
+            # The COPY lasts as long as our masking, which is not the database's work: under
+            # statement_timeout, a batch masked slowly (a throttled small Lambda, a lowered
+            # timeout) was cancelled on every delivery and dead-lettered whole (found in
+            # review). The COPY waits for no lock longer than the timeout, and a server that
+            # stops answering is caught by the client's read timeout, as before.
+            conn.run(f"SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = {timeout_ms}")
             conn.run(self._copy, stream=self._lines(seen))
-            conn.run("COMMIT")
+            conn.run(f"SET LOCAL statement_timeout = {timeout_ms}; COMMIT")
         except BaseException as error:
             self._error = error
         finally:

@@ -50,15 +50,6 @@ def writer_threads() -> list[threading.Thread]:
 STATEMENT_TIMEOUT_MS = 1_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "FINDING 1: the streamed COPY runs while the rows are masked, so the server's"
-        " statement_timeout (DB_STATEMENT_TIMEOUT_MS) now bounds the masking as well: a batch"
-        " whose masking outlasts it is cancelled (57014) on every delivery, and dead-lettered"
-        " whole, though Postgres itself was quick"
-    ),
-)
 def test_a_batch_masked_for_longer_than_the_statement_timeout_is_still_written(
     tables: pg8000.native.Connection,
 ) -> None:
@@ -83,6 +74,30 @@ def test_a_batch_masked_for_longer_than_the_statement_timeout_is_still_written(
 
     assert (outcome.written, outcome.failures) == (SIZE, [])
     assert count(db, "SELECT count(*) FROM user_logins") == SIZE
+
+
+def test_a_streamed_copy_still_waits_for_no_lock_longer_than_the_timeout(
+    tables: pg8000.native.Connection,
+) -> None:
+    """Without statement_timeout on the COPY, lock_timeout bounds its waits: a table held by a
+    DBA's ALTER fails the invocation (retried) instead of holding the batch's ledger ids."""
+    db = tables
+    holder = connect(params())
+    try:
+        holder.run("START TRANSACTION")
+        holder.run("LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE")
+        store = PostgresLoginStore(params(statement_timeout_ms=STATEMENT_TIMEOUT_MS))
+        try:
+            with pytest.raises(pg8000.native.DatabaseError) as raised:
+                process_batch(batch(22), str.upper, NO_CLAIMS, store, DAY)
+        finally:
+            store.close()
+        assert raised.value.args[0]["C"] == "55P03"  # lock_not_available
+        holder.run("ROLLBACK")
+    finally:
+        holder.close()
+    assert count(db, "SELECT count(*) FROM user_logins") == 0
+    assert ledger(db) == set()
 
 
 # --- an interrupt (Ctrl-C, SIGTERM in the CLI) while waiting for the writer ------------------
