@@ -38,11 +38,17 @@ def windows(secret: str) -> set[str]:
 
 
 def leaked(secret: str, error: BaseException) -> set[str]:
-    """The password's windows in the messages of the error's chain, not in a fixed message."""
+    """The password's windows in the messages of the error's chain, not in a fixed message.
+
+    What an error shows is ``format_exception_only`` (its message and notes) after the type's
+    name, which is code ("logi" of a password "logi/" is in "login_etl.config...": hypothesis).
+    """
     shown = []
     current: BaseException | None = error
     while current is not None:
-        shown += traceback.format_exception_only(current)
+        kind = type(current)
+        text = "".join(traceback.format_exception_only(current))
+        shown.append(text.removeprefix(f"{kind.__module__}.{kind.__qualname__}"))
         current = current.__cause__ or current.__context__
     fixed = "\n".join(config.URL_ERRORS)
     return {w for w in windows(secret) if w in "".join(shown) and w not in fixed}
