@@ -169,10 +169,10 @@ def _write_without_refused(
     """Fail the rows Postgres refused (and, on FIFO queues, their groups'), write the rest."""
     keys, failures = batch.keys, batch.failures
     given = {keys[mid] for mid in rows if mid not in failures}
+    by_key = {keys[mid]: mid for mid in rows}
     while result.rejected:
         if not result.rejected.keys() <= given:
             raise RuntimeError("the store rejected ids it was not given")  # would loop forever
-        by_key = {keys[mid]: mid for mid in rows}
         for key, sqlstate in result.rejected.items():
             message_id = by_key[key]
             failures[message_id] = Failure(

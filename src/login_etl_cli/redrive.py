@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from login_etl.domain.errors import InvalidMessageError
-from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE, ClaimKey, RedriveClaim, VerifyClaim
+from login_etl.domain.redrive_claim import (
+    CLAIM_ATTRIBUTE,
+    ClaimKey,
+    RedriveClaim,
+    VerifyClaim,
+    sent_time_ms,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -174,6 +180,5 @@ def _original(message: MessageTypeDef, verify: VerifyClaim, now_ms: int) -> tupl
         else:
             if claim.is_fresh_for(sent):  # else a replay onto a later login: itself
                 return claim.original_id, claim.original_sent_ms
-    if sent is not None and sent.isdecimal() and sent.isascii() and len(sent) <= 15:
-        return message["MessageId"], int(sent)
-    return message["MessageId"], now_ms
+    own_sent_ms = sent_time_ms(sent)
+    return message["MessageId"], now_ms if own_sent_ms is None else own_sent_ms

@@ -160,13 +160,26 @@ def begin(conn: pg8000.native.Connection, params: ConnectionParams, timeouts: in
     return int(rows[-1][0])
 
 
+def begin_session(session: Session, timeouts: int = 1) -> None:
+    """``begin`` on the session's connection, recording the server process of the transaction.
+
+    The process is 0 until the begin answers: a client that gives up during it ends nothing,
+    where the previous transaction's process (behind RDS Proxy, maybe serving another client
+    by now) would have been ended (found in review).
+    """
+    session.backend_pid = 0
+    session.backend_pid = begin(session.conn, session.params, timeouts)
+
+
 def end_backend(params: ConnectionParams, backend_pid: int) -> None:
     """Terminate a server process from a second connection; best effort, never raises.
 
     Used when the client gave up on a reply: the server may still be running the statement
     (and holding its locks). Terminating rolls the transaction back; the ledger makes the
-    retry safe whatever had happened.
+    retry safe whatever had happened. Process 0: no transaction began, nothing to end.
     """
+    if not backend_pid:
+        return
     with contextlib.suppress(pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError):
         conn = connect(replace(params, read_timeout_s=params.connect_timeout_s))
         try:

@@ -25,7 +25,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from login_etl.adapters.postgres_connection import ISOLATION_TIMEOUT_FACTOR, Session, begin
+from login_etl.adapters.postgres_connection import (
+    ISOLATION_TIMEOUT_FACTOR,
+    Session,
+    begin_session,
+)
 from login_etl.adapters.postgres_schema import COLUMNS, INSERT_LEDGER, TABLE
 from login_etl.domain.models import UserLoginRow
 
@@ -135,7 +139,7 @@ def find_refused_rows(
     may be acknowledged on this basis.
     """
     conn = session.conn
-    session.backend_pid = begin(conn, session.params, timeouts=ISOLATION_TIMEOUT_FACTOR)
+    begin_session(session, timeouts=ISOLATION_TIMEOUT_FACTOR)
     try:
         conn.run("SET CONSTRAINTS ALL IMMEDIATE")
         ids = json.dumps([message_id for message_id, _ in rows])

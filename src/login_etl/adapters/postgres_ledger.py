@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pg8000.native
 
-from login_etl.adapters.postgres_connection import Session, begin, sqlstate
+from login_etl.adapters.postgres_connection import Session, begin_session, sqlstate
 from login_etl.adapters.postgres_schema import INSERT_LEDGER, LEDGER
 
 UNIQUE_VIOLATION = "23505"
@@ -55,7 +55,7 @@ def record_ids(session: Session, ids: Sequence[str]) -> set[str]:
     else:
         return set()
     conn.run("ROLLBACK")
-    session.backend_pid = begin(conn, session.params)
+    begin_session(session)
     return {row[0] for row in conn.run(INSERT_LEDGER, ids=batch)}
 
 

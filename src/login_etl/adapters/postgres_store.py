@@ -23,6 +23,7 @@ from login_etl.adapters.postgres_connection import (
     FixedParams,
     Session,
     begin,
+    begin_session,
     close_quietly,
     end_backend,
     open_session,
@@ -77,10 +78,10 @@ class PostgresLoginStore:
         if not rows:
             return WriteResult()
         session = self._connection()
-        conn, params = session.conn, session.params
+        conn = session.conn
         try:
             try:
-                session.backend_pid = begin(conn, params)
+                begin_session(session)
                 written = self._insert(session, rows)
                 conn.run("COMMIT")
                 return WriteResult(written=written, duplicates=len(rows) - written)
@@ -94,8 +95,7 @@ class PostgresLoginStore:
         except (pg8000.native.InterfaceError, OSError):
             # The client gave up or lost the line: the server may still run the statement and
             # hold its locks. End that session before the retry waits on them.
-            self.close()
-            end_backend(params, session.backend_pid)
+            self._abandon(session)
             raise
         except BaseException:
             self.close()  # unknown transaction state: the next invocation reconnects
@@ -103,13 +103,26 @@ class PostgresLoginStore:
         finally:
             self._last_used = time.monotonic()
 
+    def _abandon(self, session: Session) -> None:
+        """Close the connection and end the server process of its transaction, if one began.
+
+        With fresh parameters: an IAM token made at the connect has expired 15 minutes later,
+        and the second connection that ends the process would be refused (found in review).
+        """
+        self.close()
+        try:
+            params = self._source.params()
+        except Exception:
+            params = session.params
+        end_backend(params, session.backend_pid)
+
     def prune(self, retention_s: float, batch_rows: int, keep_going: Callable[[], bool]) -> int:
         """Delete ledger entries older than ``retention_s``, one short transaction a batch."""
         session = self._connection()
         deleted = 0
         try:
             while keep_going():
-                session.backend_pid = begin(session.conn, session.params)
+                begin_session(session)
                 session.conn.run(PRUNE_LEDGER_BATCH, retention_s=retention_s, rows=batch_rows)
                 batch = session.conn.row_count
                 session.conn.run("COMMIT")
@@ -164,9 +177,9 @@ class PostgresLoginStore:
 
     def _write_streamed(self, keys: Sequence[str], rows: Iterable[UserLoginRow]) -> WriteResult:
         session = self._connection()
-        conn, params = session.conn, session.params
+        conn = session.conn
         made: list[UserLoginRow] = []
-        session.backend_pid = 0  # the writer's transaction sets it: never end a stale one
+        session.backend_pid = 0  # the writer's begin sets it: never end a stale one
         writer = StreamedWrite(session, _COPY_ROWS, keys)
         try:
             lines: list[str] = []
@@ -180,9 +193,7 @@ class PostgresLoginStore:
                 writer.send(len(made) - len(lines), lines)
         except BaseException:
             writer.abort()  # the COPY fails, nothing commits; the connection's state is unknown
-            self.close()
-            if session.backend_pid:
-                end_backend(params, session.backend_pid)
+            self._abandon(session)
             raise
         try:
             try:
@@ -196,8 +207,7 @@ class PostgresLoginStore:
             given = list(zip(keys, made, strict=True))
             return WriteResult(rejected=find_refused_rows(session, given, state))
         except (pg8000.native.InterfaceError, OSError):
-            self.close()
-            end_backend(params, session.backend_pid)
+            self._abandon(session)
             raise
         except BaseException:
             # Interrupted while the writer still runs (Ctrl-C or SIGTERM in ``finish``): stop
@@ -205,9 +215,10 @@ class PostgresLoginStore:
             # ledger ids it locked before (closing the socket alone does not end a lock wait).
             running = writer.running
             writer.abort()
-            self.close()
-            if running and session.backend_pid:
-                end_backend(params, session.backend_pid)
+            if running:
+                self._abandon(session)
+            else:
+                self.close()
             raise
         finally:
             self._last_used = time.monotonic()

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from queue import SimpleQueue
 
-from login_etl.adapters.postgres_connection import Session, begin
+from login_etl.adapters.postgres_connection import Session, begin_session
 from login_etl.adapters.postgres_ledger import record_ids
 
 _END = "end"  # the caller handed over every chunk
@@ -83,7 +83,7 @@ class StreamedWrite:
         conn = session.conn
         try:
             # The server process of this transaction, for a caller that must end it.
-            session.backend_pid = begin(conn, session.params)
+            begin_session(session)
             seen = record_ids(session, self._keys)
             timeout_ms = int(session.params.statement_timeout_ms)
             # The COPY lasts as long as our masking, which is not the database's work: under

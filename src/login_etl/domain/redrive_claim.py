@@ -52,7 +52,8 @@ CLAIM_ATTRIBUTE = "login_etl_original_message_id"
 MAX_ORIGINAL_ID_CHARS = 128
 # How far a copy's SentTimestamp may be from its claim's signing time (see the docstring).
 FRESH_FOR_MS = 20 * 60 * 1000
-_MAX_MS = 10**15 - 1  # 15 digits: the year 33658; keeps both times in 8 bytes and the regex
+_MAX_DIGITS = 15  # the year 33658: keeps both times in 8 bytes and in the regex
+_MAX_MS = 10**_MAX_DIGITS - 1
 _LABEL = b"login-etl/v2/redrive-claim"
 _VERSION = "v2"
 _CLAIM = re.compile(
@@ -71,11 +72,16 @@ class RedriveClaim:
 
     def is_fresh_for(self, sent_timestamp_ms: str | None) -> bool:
         """The copy carrying it was sent when the claim was signed (not a later replay)."""
-        if sent_timestamp_ms is None or not sent_timestamp_ms.isdecimal():
-            return False
-        if len(sent_timestamp_ms) > len(str(_MAX_MS)) or not sent_timestamp_ms.isascii():
-            return False
-        return abs(int(sent_timestamp_ms) - self.signed_at_ms) <= FRESH_FOR_MS
+        sent = sent_time_ms(sent_timestamp_ms)
+        return sent is not None and abs(sent - self.signed_at_ms) <= FRESH_FOR_MS
+
+
+def sent_time_ms(sent_timestamp_ms: str | None) -> int | None:
+    """A SentTimestamp as Unix milliseconds; None if it is not one a claim can carry."""
+    text = sent_timestamp_ms
+    if text is None or not text.isdecimal() or not text.isascii() or len(text) > _MAX_DIGITS:
+        return None
+    return int(text)
 
 
 # (claim, body) -> what the claim says, or ``InvalidMessageError``: what the pipeline uses.

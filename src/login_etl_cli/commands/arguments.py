@@ -108,3 +108,25 @@ def message_file(text: str) -> list[str]:
     if not bodies:
         raise argparse.ArgumentTypeError(f"{text} holds no messages")
     return bodies
+
+
+DEFAULT_SEED = 20221201
+
+
+def add_message_source(parser: Parser) -> Any:
+    """``--count`` or ``--file``, and ``--seed``: what ``seed`` and ``run`` send (one place).
+
+    Returns the exclusive group, for a command that has a third source (``run --no-seed``).
+    """
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--count", type=int_between(1), default=1000, help="generated messages to send"
+    )
+    source.add_argument(
+        "--file",
+        type=message_file,
+        metavar="FILE",
+        help="send the messages of this JSON array / JSON-lines file instead",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
+    return source

@@ -12,8 +12,7 @@ import boto3
 from login_etl_cli.commands.arguments import (
     actions,
     add_command,
-    int_between,
-    message_file,
+    add_message_source,
     ratio,
 )
 from login_etl_cli.commands.common import AWS, DLQ, QUEUE, key_store, queue_urls
@@ -36,17 +35,7 @@ def register(commands: Any) -> None:
         "Generated messages repeat devices and IPs, and include malformed ones; the same\n"
         "--seed gives the same messages.",
     )
-    source = seed.add_mutually_exclusive_group()
-    source.add_argument(
-        "--count", type=int_between(1), default=1000, help="generated messages to send"
-    )
-    source.add_argument(
-        "--file",
-        type=message_file,
-        metavar="FILE",
-        help="send the messages of this JSON array / JSON-lines file instead",
-    )
-    seed.add_argument("--seed", type=int, default=20221201, help="generator seed")
+    add_message_source(seed)
     seed.add_argument(
         "--malformed-ratio",
         type=ratio,

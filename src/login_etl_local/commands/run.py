@@ -15,7 +15,7 @@ import boto3
 
 from login_etl.domain.app_version import decode
 from login_etl.domain.masking import token_key_id
-from login_etl_cli.commands.arguments import add_command, int_between, message_file
+from login_etl_cli.commands.arguments import add_command, add_message_source, int_between
 from login_etl_cli.commands.common import UserError, database
 from login_etl_cli.commands.registry import LOCAL_COMMANDS
 from login_etl_cli.progress import Progress
@@ -44,18 +44,8 @@ The summary counts this run's rows and dead letters, and what was there before a
 def register(commands: Any) -> None:
     """Add ``run`` to the subcommands."""
     run = add_command(commands, "run", LOCAL_COMMANDS["run"], DESCRIPTION)
-    source = run.add_mutually_exclusive_group()
-    source.add_argument(
-        "--count", type=int_between(1), default=1000, help="generated messages to send"
-    )
-    source.add_argument(
-        "--file",
-        type=message_file,
-        metavar="FILE",
-        help="send the messages of this JSON array / JSON-lines file instead",
-    )
+    source = add_message_source(run)
     source.add_argument("--no-seed", action="store_true", help="process what is queued already")
-    run.add_argument("--seed", type=int, default=20221201, help="generator seed")
     run.add_argument(
         "--mode",
         choices=("sqs", "schedule"),

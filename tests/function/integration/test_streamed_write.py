@@ -122,8 +122,8 @@ def test_a_refusal_at_commit_after_a_streamed_copy_is_isolated(
     """A deferred foreign key: the COPY took every chunk, the COMMIT fails."""
     messages = batch(2)
     users = [json.loads(m.body)["user_id"] for m in messages]
-    db.run("CREATE TABLE known_users(user_id varchar(128) PRIMARY KEY)")
-    try:  # the stack is shared: test_write_guarantees makes a known_users table of its own
+    db.run("CREATE TABLE known_users(user_id varchar(128) PRIMARY KEY)")  # the db fixture drops it
+    try:
         for position, user in enumerate(users):
             if position != MIDDLE:
                 db.run("INSERT INTO known_users VALUES (:u)", u=user)
@@ -188,7 +188,10 @@ def test_a_failure_while_masking_mid_stream_commits_nothing(
         write(messages, mask_that_fails)
     assert count(db, "SELECT count(*) FROM user_logins") == 0
     assert ledger(db) == set()
-    assert not [t for t in threading.enumerate() if t.name == "login-etl-writer"]
+    wait_for(
+        lambda: not [t for t in threading.enumerate() if t.name == "login-etl-writer"],
+        "the writer thread has ended",
+    )
     wait_for(lambda: store_backends(db) == 0, "the abandoned session is gone")
 
     assert write(messages).written == SIZE

@@ -143,10 +143,18 @@ def test_an_interrupt_while_waiting_for_the_writer_stops_it_and_ends_its_session
     main = threading.current_thread()
     monitor = connect(params())
 
+    errors: list[BaseException] = []
+
     def interrupt() -> None:
-        wait_for(lambda: waiting_on_a_lock(monitor) == 1, "the writer waits on the contested id")
-        wait_for(lambda: in_finish(main), "the caller waits for the writer")
-        signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+        # Always interrupted, even when a wait fails: nothing else ends the caller's wait (no
+        # timeout at all here), so a failed wait must fail the test, not hang the run.
+        try:
+            wait_for(lambda: waiting_on_a_lock(monitor) == 1, "the writer waits on the id")
+            wait_for(lambda: in_finish(main), "the caller waits for the writer")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
 
     interrupter = threading.Thread(target=interrupt)
     interrupter.start()
@@ -160,6 +168,7 @@ def test_an_interrupt_while_waiting_for_the_writer_stops_it_and_ends_its_session
         wait_for(lambda: others(monitor, test_pid) == 0, "the abandoned session is gone")
         wait_for(lambda: writer_threads() == [], "the writer thread has ended")
         interrupter.join()
+        assert errors == []
     finally:
         db.run("ROLLBACK")
         for thread in writer_threads():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 from typing import Any
@@ -59,6 +60,9 @@ def test_null_locale_stays_none() -> None:
         ("not json", Reason.NOT_JSON),
         ("", Reason.NOT_JSON),
         ("[" * 100_000, Reason.NOT_JSON),
+        ('{"user_id": x}', Reason.NOT_JSON),  # the object scanner's StopIteration, not a crash
+        ('{"a": -}', Reason.NOT_JSON),
+        ('{"a": 1,}', Reason.NOT_JSON),
         ("[1, 2]", Reason.NOT_AN_OBJECT),
         ('"a string"', Reason.NOT_AN_OBJECT),
         (body(extra="x"), Reason.UNEXPECTED_KEYS),
@@ -91,6 +95,15 @@ def test_null_locale_stays_none() -> None:
 )
 def test_invalid_messages_name_their_reason(text: str, reason: Reason) -> None:
     assert reason_of(text) == reason
+
+
+@given(st.text(max_size=60).map(lambda rest: "{" + rest))
+@example('{"user_id": x}')
+@example('{"a": [1, }')
+def test_a_body_that_looks_like_an_object_is_a_login_or_invalid_never_a_crash(text: str) -> None:
+    """Anything else escaping (StopIteration did) fails the whole batch: a poison pill."""
+    with contextlib.suppress(InvalidMessageError):
+        parse_login(text)
 
 
 def test_limits_are_inclusive() -> None:
