@@ -52,9 +52,10 @@ def handle_sqs_batch(event: SQSEvent, runtime: Runtime) -> dict[str, Any]:
     """The event source mapping's batch, with a partial batch response."""
     # The raw records, not SQSRecord wrappers: those cost 10 µs a record (cProfile, 10,000
     # records), a fifth of the whole batch once the masking was optimised.
+    # The messages are a temporary, not a local: freed before the collector resumes, which
+    # would otherwise traverse all of them at once (2 ms for 10,000 records) before returning.
     with cyclic_gc_paused():
-        messages = to_queue_messages(event["Records"])
-        return _process(messages, runtime).batch_item_failures()
+        return _process(to_queue_messages(event["Records"]), runtime).batch_item_failures()
 
 
 def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:

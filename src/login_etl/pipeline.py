@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
 
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.domain.models import LoginEvent, QueueMessage, UserLoginRow
@@ -23,6 +24,8 @@ from login_etl.domain.redrive_claim import VerifyClaim
 from login_etl.domain.transform import create_date, to_row
 from login_etl.domain.validation import parse_login
 from login_etl.ports import LoginStore, StreamingLoginStore, WriteResult
+
+_MESSAGE_ID = itemgetter(0)  # QueueMessage.message_id, without the descriptor's call
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +87,19 @@ def process_batch(
     outcome.write_ms = (time.perf_counter() - prepared) * 1000
     outcome.written = result.written
     outcome.duplicates += result.duplicates
-    in_order = dict.fromkeys(m.message_id for m in messages)
-    outcome.failures = [batch.failures[mid] for mid in in_order if mid in batch.failures]
+    outcome.failures = _in_batch_order(messages, batch.failures)
     return outcome
+
+
+def _in_batch_order(
+    messages: Sequence[QueueMessage], failures: dict[str, Failure]
+) -> list[Failure]:
+    """The failures in the order of the batch, each once; C-level iteration over the messages
+    (a generator of ``m.message_id`` was 2 ms for 10,000 records, after the write)."""
+    if not failures:
+        return []
+    in_order = dict.fromkeys(map(_MESSAGE_ID, messages))
+    return list(map(failures.__getitem__, filter(failures.__contains__, in_order)))
 
 
 @dataclass(slots=True)
@@ -153,7 +166,10 @@ class _Masking:
     def __iter__(self) -> Iterator[UserLoginRow]:
         mask, valid, rows = self._mask, self._valid, self._rows
         for message_id in self._pending:
-            event, day = valid[message_id]
+            # Popped: each event is freed as soon as its row is made, while its memory is still
+            # in the cache. Freeing them all at the end of the batch took ~0.4 µs a message,
+            # after the write, on the critical path (issue 16).
+            event, day = valid.pop(message_id)
             row = rows[message_id] = to_row(event, mask, day)
             yield row
         self.finished = time.perf_counter()

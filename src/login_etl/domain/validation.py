@@ -34,6 +34,35 @@ _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _SAFE_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}", re.ASCII)
 
 
+# The body as producers write it: the six keys in the order of the original queue, the
+# separators of json.dumps (or none), strings of printable ASCII with no escape, a canonical
+# IPv4 address, every length within its rule. One regex reads and checks such a body at once:
+# 11,000 instructions a message against 24,300 for the C scanner and the checks after it, a
+# ninth of the handler's work (callgrind). A body it does not match whole takes the scanner
+# and the rules below, unchanged; a property test holds the two equal.
+_PLAIN = r'"([ !#-\[\]-~]{1,%d})"'  # a JSON string with no escape: printable ASCII, no " or \
+_SEPARATOR, _COLON = ", ?", ": ?"
+
+
+def _field(key: str, value: str) -> str:
+    return f'"{key}"{_COLON}{value}'
+
+
+_USUAL_BODY = re.compile(
+    "\\{"
+    + _SEPARATOR.join(
+        [
+            _field("user_id", _PLAIN % MAX_CHARS["user_id"]),
+            _field("app_version", _PLAIN % MAX_APP_VERSION_CHARS),
+            _field("device_type", _PLAIN % MAX_CHARS["device_type"]),
+            _field("ip", f'"({_CANONICAL_IPV4.pattern})"'),
+            _field("locale", f"(?:{_PLAIN % MAX_CHARS['locale']}|null)"),
+            _field("device_id", _PLAIN % MAX_DEVICE_ID_BYTES),
+        ]
+    )
+    + "\\}"
+).fullmatch
+
 # The C scanner behind json.loads, called directly for a body that starts with "{": loads()
 # and decode() around it were a third of json.loads (callgrind). Anything else, and any body
 # the scanner does not consume whole, goes through json.loads for its exact rules and errors.
@@ -58,8 +87,16 @@ def parse_login(body: str) -> LoginEvent:
     login only needs types, lengths, the IP and the version checked, inline (validation was
     32,700 instructions a message beyond json.loads, 60 % of parsing; callgrind). Everything
     else, and every failure, takes the full rules (``_checked_login``), which give the error.
-    A property test holds the two equal.
+    A property test holds the two equal. The body as producers write it is read before that,
+    by one regex (``_USUAL_BODY``).
     """
+    usual = _USUAL_BODY(body)
+    if usual is not None:
+        user_id, version, device_type, ip, locale, device_id = usual.groups()
+        number = _KNOWN_VERSIONS.get(version)
+        if number is None:
+            number = _app_version(version)  # the rule the full path ends with, and its error
+        return new_tuple(LoginEvent, (user_id, device_type, ip, locale, number, device_id))
     payload = _json(body)
     # Six keys, all six found: the key set is right (2,000 instructions fewer than comparing
     # the key view with REQUIRED_KEYS). A missing one means another is there instead.

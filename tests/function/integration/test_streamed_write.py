@@ -197,20 +197,27 @@ def test_a_failure_while_masking_mid_stream_commits_nothing(
     assert write(messages).written == SIZE
 
 
+@pytest.mark.parametrize("written_before", ["head", "tail"])
 def test_ids_already_in_the_ledger_are_left_out_of_the_stream(
-    tables: pg8000.native.Connection,
+    tables: pg8000.native.Connection, written_before: str
 ) -> None:
+    """Redelivered ids in the first chunks, or every third one in the smaller chunks of the
+    tail (``STREAM_TAIL_CHUNK_ROWS``): exactly their rows are left out."""
     db = tables
     first, second = batch(5), batch(6)
-    write(first[: STREAM_CHUNK_ROWS + 1])
+    if written_before == "head":
+        before = first[: STREAM_CHUNK_ROWS + 1]
+        redelivery = first + second  # new messages after it
+    else:
+        before = first[-STREAM_CHUNK_ROWS::3]
+        redelivery = second + first  # the batch's last rows, one in three already written
+    write(before)
 
-    outcome = write(first + second)  # a redelivery of part of it, with new messages
+    outcome = write(redelivery)
 
-    assert (outcome.written, outcome.duplicates) == (
-        2 * SIZE - STREAM_CHUNK_ROWS - 1,
-        STREAM_CHUNK_ROWS + 1,
-    )
+    assert (outcome.written, outcome.duplicates) == (2 * SIZE - len(before), len(before))
     assert count(db, "SELECT count(*) FROM user_logins") == 2 * SIZE
+    assert count(db, "SELECT count(DISTINCT user_id) FROM user_logins") == 2 * SIZE
     assert ledger(db) == {m.message_id for m in first + second}
 
 

@@ -102,6 +102,27 @@ def test_rows_the_database_refuses_are_reported_and_the_rest_committed_once() ->
     assert len(store.rows) == 2
 
 
+def test_failures_are_reported_in_the_order_of_the_batch_each_once() -> None:
+    """Whatever step failed them: refused rows are known after invalid bodies, yet come first
+    if they came first (and a message twice in the batch is named once)."""
+    store = MemoryStore(refuse=frozenset({"evil"}))
+    batch = [
+        msg("refused", login("evil")),
+        msg("a"),
+        msg("invalid", BAD),
+        msg("invalid", BAD),
+        msg("refused-too", login("evil")),
+        msg("invalid-too", BAD),
+    ]
+    outcome = process_batch(batch, str.upper, VERIFY, store, TODAY)
+    assert failed_ids(outcome.batch_item_failures()) == [
+        "refused",
+        "invalid",
+        "refused-too",
+        "invalid-too",
+    ]
+
+
 def test_fifo_failure_fails_the_rest_of_its_group_only() -> None:
     store = MemoryStore()
     batch = [

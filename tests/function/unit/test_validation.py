@@ -264,3 +264,125 @@ def test_the_fast_path_agrees_with_the_full_rules(
     expected = outcome(checked_only, text)
     assert outcome(parse_login, text) == expected
     assert outcome(parse_login, text) == expected  # again, with its app_version now known
+
+
+# Raw JSON text of a value, for the bodies written in the usual key order: what the regex of
+# the usual body must take exactly as json.loads and the full rules do, or leave to them.
+def _quoted(text: str) -> str:
+    return f'"{text}"'
+
+
+raw_strings = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12).map(
+        json.dumps
+    ),
+    st.text(alphabet=' !"#[\\]^~\x7f\x1f\t\né\u2028', max_size=6).map(
+        _quoted
+    ),  # raw, maybe not JSON
+    st.sampled_from(
+        [
+            '""',
+            '" "',
+            '"\\u0041"',
+            '"\\"',
+            '"a\\"b"',
+            '"a"b"',
+            '"a", "b"',
+            "null",
+            "1",
+            "true",
+            "[]",
+            "{}",
+        ]
+    ),
+)
+
+
+def _lengths(unit: str, limit: int) -> list[str]:
+    return [_quoted(unit * n) for n in (limit - 1, limit, limit + 1)]
+
+
+# Per key, raw text at the edges of its rule, each taken as often as any other value.
+raw_edges: dict[str, list[str]] = {
+    "user_id": _lengths("u", 128),
+    "app_version": [
+        _quoted(v) for v in ["1.0", "2.3.0", "1.2.3.4", "1000.0", "9.10", "01.1", "1" * 11, "1.0 "]
+    ],
+    "device_type": _lengths("d", 32),
+    "ip": [
+        _quoted(ip)
+        for ip in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "0.0.0.0",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "::1",
+            "::ffff:1.2.3.4",
+            "1.2.3.4 ",
+        ]
+    ],
+    "locale": [*_lengths("l", 32), "null", "nul", "NULL", '"null"', '"RU"'],
+    "device_id": _lengths("i", MAX_DEVICE_ID_BYTES),
+}
+raw_fields = {key: st.sampled_from(edges) | raw_strings for key, edges in raw_edges.items()}
+
+
+SEPARATORS = [", ", ",", ",  ", " ,", ",\n", " ", "", ";"]
+COLONS = [": ", ":", ":  ", " :", ":\t", " ", "", "="]
+
+
+@st.composite
+def bodies_in_the_usual_order(draw: st.DrawFn) -> str:
+    """The six keys in the producers' order; one or two values' raw text near or past its rule.
+
+    Mostly what the regex of the usual body matches, or misses by one thing.
+    """
+    values = {key: json.dumps(value) for key, value in VALID.items()}
+    for key in draw(st.lists(st.sampled_from(list(VALID)), min_size=1, max_size=2)):
+        values[key] = draw(raw_fields[key])
+    usual = draw(st.integers(0, 3)) > 0  # json.dumps's separators, three times in four
+    separators = st.just(", ") if usual else st.sampled_from(SEPARATORS)
+    colons = st.just(": ") if usual else st.sampled_from(COLONS)
+    text = "{"
+    for number, (key, value) in enumerate(values.items()):
+        if number:
+            text += draw(separators)
+        text += f'"{key}"{draw(colons)}{value}'
+    return text + ("}" if usual else draw(st.sampled_from(["}", "} ", "}}", ",}", " }"])))
+
+
+@example(
+    '{"user_id":"u","app_version":"1.0","device_type":"d","ip":"1.2.3.4",'
+    '"locale":null,"device_id":"i"}'
+)
+@example(
+    '{"user_id": "u", "app_version": "1.0", "device_type": "d", "ip": "1.2.3.4",'
+    ' "locale": "null", "device_id": "i"}'
+)
+@given(bodies_in_the_usual_order())
+def test_the_usual_body_regex_agrees_with_the_full_rules(text: str) -> None:
+    """Whatever the regex of the usual body takes, it reads as json.loads and the rules do."""
+    expected = outcome(checked_only, text)
+    assert outcome(parse_login, text) == expected
+    assert outcome(parse_login, text) == expected  # again, its app_version now known
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [(key, raw) for key, edges in raw_edges.items() for raw in [*edges, '"a"b"', '"\x7f"', "nul"]],
+)
+def test_each_edge_of_the_usual_body_reads_as_the_full_rules_read_it(key: str, raw: str) -> None:
+    """Every edge value of every key, in an otherwise usual body: not left to chance."""
+    values = {k: raw if k == key else json.dumps(v) for k, v in VALID.items()}
+    text = "{" + ", ".join(f'"{k}": {v}' for k, v in values.items()) + "}"
+    assert outcome(parse_login, text) == outcome(checked_only, text)
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+@pytest.mark.parametrize("colon", COLONS)
+def test_the_usual_body_with_other_separators(separator: str, colon: str) -> None:
+    text = "{" + separator.join(f'"{k}"{colon}{json.dumps(v)}' for k, v in VALID.items()) + "}"
+    assert outcome(parse_login, text) == outcome(checked_only, text)
