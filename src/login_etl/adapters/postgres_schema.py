@@ -37,11 +37,13 @@ CREATE TABLE IF NOT EXISTS {LEDGER}(
 # returned row in Python too; both together were 40 % of a 10,000-record batch (cProfile).
 # ORDER BY: concurrent batches that share ids (a redelivery racing a slow first delivery) take
 # the ledger's row locks in one global order, so they wait for each other instead of
-# deadlocking (40P01 was 8 whole-batch retries in a 6-process run with random overlap).
+# deadlocking (40P01 was 8 whole-batch retries in a 6-process run with random overlap). Code
+# point order (COLLATE "C"), the order of the ledger's COPY (postgres_ledger), whatever the
+# database's collation.
 INSERT_LEDGER = f"""
 WITH batch AS (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)) AS message_id),
      added AS (INSERT INTO {LEDGER} (message_id)
-               SELECT message_id FROM batch ORDER BY message_id
+               SELECT message_id FROM batch ORDER BY message_id COLLATE "C"
                ON CONFLICT DO NOTHING RETURNING message_id)
 SELECT message_id FROM batch EXCEPT ALL SELECT message_id FROM added
 """  # noqa: S608 - constant names only
@@ -80,3 +82,12 @@ SCHEMA_STATEMENTS = (
 # app_version is not an integer, or a user without CREATE, gets no view and still takes rows.
 DECODED_VIEW = "user_logins_decoded"
 OPTIONAL_SCHEMA_STATEMENTS = ((DECODED_VIEW, CREATE_DECODED_VIEW),)
+
+# COPY's text format: a backslash, a tab, a newline or a carriage return in a value is escaped;
+# nothing else is (``\N`` is NULL only as a whole unescaped field).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(text: str) -> str:
+    """``text`` as one field of a COPY text line."""
+    return text.translate(_COPY_ESCAPES)

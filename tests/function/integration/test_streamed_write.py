@@ -19,7 +19,12 @@ import pg8000.native
 import pytest
 
 from login_etl.adapters.postgres_connection import connect
-from login_etl.adapters.postgres_store import STREAM_CHUNK_ROWS, PostgresLoginStore, ensure_schema
+from login_etl.adapters.postgres_store import (
+    STREAM_CHUNK_ROWS,
+    STREAM_TAIL_ROWS,
+    PostgresLoginStore,
+    ensure_schema,
+)
 from login_etl.domain.errors import Reason
 from login_etl.domain.models import QueueMessage
 from login_etl.domain.redrive_claim import ClaimVerifier
@@ -209,7 +214,7 @@ def test_ids_already_in_the_ledger_are_left_out_of_the_stream(
         before = first[: STREAM_CHUNK_ROWS + 1]
         redelivery = first + second  # new messages after it
     else:
-        before = first[-STREAM_CHUNK_ROWS::3]
+        before = first[-STREAM_TAIL_ROWS::3]
         redelivery = second + first  # the batch's last rows, one in three already written
     write(before)
 

@@ -221,6 +221,16 @@ HOSTILE_IDS = [
     "$" * 128,
     " ",
     "",
+    # COPY's text format (the ledger's COPY): delimiters, line ends, NULL, the end marker
+    "\t",
+    "a\tb",
+    "\n",
+    "\r",
+    "\r\n",
+    "\\N",
+    "\\.",
+    "\\\\",
+    "\\t",
 ]
 
 
@@ -228,8 +238,9 @@ HOSTILE_IDS = [
 def test_hostile_ids_are_recorded_as_they_are(
     tables: pg8000.native.Connection, with_the_tag: bool
 ) -> None:
-    """Held: the literal cannot be left (the tag is checked for in the whole array, and the
-    array starts with [ and ends with ]), and what is not plain goes through json.dumps."""
+    """Each id is recorded as it is, by the ledger's COPY and by the INSERT that finds them
+    again: what COPY's text format reads specially is escaped, the JSON array of the second
+    is json.dumps's when an id is not plain, and an id is never SQL."""
     db = tables
     ids = HOSTILE_IDS + (["$login_etl_ids$"] if with_the_tag else [])
     store = PostgresLoginStore(params())
