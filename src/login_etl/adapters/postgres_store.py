@@ -240,7 +240,10 @@ def _hand_over(
     """Make the rows (kept in ``made``) and hand their COPY lines to the writer in chunks."""
     lines: list[str] = []
     tail = count - STREAM_TAIL_ROWS  # from here, smaller chunks
-    send_at = min(STREAM_CHUNK_ROWS, tail)  # how many rows are made at the next send
+    # How many rows are made at the next send. A batch of STREAM_TAIL_ROWS rows or fewer is
+    # all tail: with min(..., tail) = 0, no send was ever due, and its rows went in one chunk
+    # after the last was made (found in review).
+    send_at = min(STREAM_CHUNK_ROWS, tail) if tail > 0 else STREAM_TAIL_CHUNK_ROWS
     for _, row in rows:  # one row per id, or ValueError (zip's strict)
         made.append(row)
         lines.append(_copy_line(row))

@@ -16,8 +16,15 @@ from types import FrameType
 import pg8000.native
 import pytest
 
-from login_etl.adapters.postgres_connection import begin, connect
-from login_etl.adapters.postgres_ledger import record_ids
+from login_etl.adapters.postgres_connection import (
+    ConnectionParams,
+    Session,
+    begin,
+    begin_session,
+    connect,
+)
+from login_etl.adapters.postgres_ledger import json_array, record_ids
+from login_etl.adapters.postgres_schema import INSERT_LEDGER
 from login_etl.adapters.postgres_store import PostgresLoginStore, ensure_schema
 from login_etl.domain.models import QueueMessage
 from login_etl.pipeline import BatchOutcome, process_batch
@@ -257,3 +264,128 @@ def test_hostile_ids_are_recorded_as_they_are(
         store.close()
     assert db.run("SELECT to_regclass('user_logins')")[0][0] == "user_logins"
     wait_for(lambda: store_backends(db) == 0, "the store's session is closed")
+
+
+# --- one lock order for the ledger's COPY and INSERT_LEDGER, whatever the collation ----------
+
+# Ids whose order under a linguistic collation ('und': case and punctuation second) is not
+# their code point order: "B" < "a" in code points, "a" < "B" for ICU.
+COLLATION_IDS = ["a", "B", "b", "A", "é", "e", "-x", "x", "Z", "_", "~", "\U0001f600", "a-1", "a1"]
+
+
+@pytest.fixture
+def linguistic_database(tables: pg8000.native.Connection) -> Iterator[str]:
+    """A database whose default collation is ICU's root locale (RDS's is en_US, not C)."""
+    db = tables
+    if int(db.run("SHOW server_version_num")[0][0]) < 150_000:
+        pytest.skip("an ICU default collation needs Postgres 15 (LOCALE_PROVIDER)")
+    if not db.run("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'")[0][0]:
+        pytest.skip("this Postgres is built without ICU: every collation orders as C does")
+    name = "login_etl_linguistic"
+    db.run(f"DROP DATABASE IF EXISTS {name}")
+    db.run(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'und'")
+    try:
+        yield name
+    finally:
+        db.run(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_both_ledger_statements_take_the_ids_in_one_order_on_a_linguistic_database(
+    linguistic_database: str,
+) -> None:
+    """The first delivery's COPY and a redelivery's INSERT_LEDGER must lock shared ids in the
+    same order, or two overlapping batches deadlock (40P01, the whole batch retried). The
+    COPY sends them in code point order; without ``COLLATE "C"``, INSERT_LEDGER's ORDER BY
+    follows the database's collation. The ledger numbers its rows as they are inserted."""
+    conn = connect(params(database=linguistic_database))
+    try:
+        ensure_schema(conn)
+        conn.run("CREATE SEQUENCE inserted")
+        conn.run(
+            "ALTER TABLE login_etl_processed_messages"
+            " ADD COLUMN inserted bigint DEFAULT nextval('inserted')"
+        )
+        assert [r[0] for r in conn.run("SELECT 'a' < 'B'")] == [True]  # not code point order
+        inserted = "SELECT message_id FROM login_etl_processed_messages ORDER BY inserted"
+        session = Session(conn, 0, params(database=linguistic_database))
+        orders = []
+        for statement in ("copy", "insert"):
+            begin_session(session)
+            if statement == "copy":
+                assert record_ids(session, COLLATION_IDS) == set()
+            else:
+                assert [r[0] for r in conn.run(INSERT_LEDGER, ids=json_array(COLLATION_IDS))] == []
+            orders.append([r[0] for r in conn.run(inserted)])
+            conn.run("ROLLBACK")
+    finally:
+        conn.close()
+    assert orders[0] == orders[1] == sorted(COLLATION_IDS)
+
+
+# --- row-level security: COPY FROM is refused for a user a policy applies to -----------------
+
+RLS_ROLE, RLS_PASSWORD = "login_etl_rls_function", "rls-test-only"
+
+
+@pytest.fixture
+def policed(tables: pg8000.native.Connection) -> Iterator[ConnectionParams]:
+    """The function as a role that is not the tables' owner, as grants.sql sets it up."""
+    db = tables
+    db.run(f"DROP ROLE IF EXISTS {RLS_ROLE}")
+    db.run(f"CREATE ROLE {RLS_ROLE} LOGIN PASSWORD '{RLS_PASSWORD}'")
+    db.run(f"GRANT SELECT, INSERT ON user_logins, login_etl_processed_messages TO {RLS_ROLE}")
+    try:
+        yield params(user=RLS_ROLE, password=RLS_PASSWORD)
+    finally:
+        db.run(f"DROP OWNED BY {RLS_ROLE}")
+        db.run(f"DROP ROLE {RLS_ROLE}")
+
+
+def allow_everything(db: pg8000.native.Connection, table: str) -> None:
+    db.run(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    db.run(f"CREATE POLICY everything ON {table} TO {RLS_ROLE} USING (true) WITH CHECK (true)")
+
+
+def write_as(function: ConnectionParams, messages: list[QueueMessage]) -> BatchOutcome:
+    store = PostgresLoginStore(function)
+    try:
+        return process_batch(messages, str.upper, NO_CLAIMS, store, DAY)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("size", [3, SIZE])  # the serial write, the streamed one
+def test_a_ledger_under_row_level_security_still_takes_the_batch(
+    tables: pg8000.native.Connection, policed: ConnectionParams, size: int
+) -> None:
+    """A policy that allows every row: the INSERT the ledger used took the ids; its COPY is
+    refused (0A000, feature not supported) for every batch, which failed whole, forever."""
+    db = tables
+    allow_everything(db, "login_etl_processed_messages")
+    messages = batch(23)[:size]
+
+    outcome = write_as(policed, messages)
+    again = write_as(policed, messages)  # a redelivery: found in the ledger
+
+    assert (outcome.written, outcome.failures) == (size, [])
+    assert (again.written, again.duplicates) == (0, size)
+    assert count(db, "SELECT count(*) FROM user_logins") == size
+    assert ledger(db) == {m.message_id for m in messages}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING 3 (pre-existing, not issue 16): the rows' COPY is refused (0A000) on a"
+    " user_logins under row-level security, so every batch fails whole; docs/guarantees.md"
+    " says a policy's refusal (42501) is reported per row",
+)
+def test_user_logins_under_row_level_security_takes_the_rows_a_policy_allows(
+    tables: pg8000.native.Connection, policed: ConnectionParams
+) -> None:
+    db = tables
+    allow_everything(db, "user_logins")
+    messages = batch(24)[:3]
+
+    outcome = write_as(policed, messages)
+
+    assert (outcome.written, outcome.failures) == (3, [])
