@@ -57,7 +57,9 @@ NULL = "\\N"
 STREAM_MIN_ROWS = 500
 # Rows per chunk handed to the writer. Each hand-over costs the masking thread GIL switches:
 # at 10,000 rows, 1,000, 2,000 and 4,000 measured alike and 8 % faster than 500 (handler,
-# interleaved, median of 20 per-round ratios to the floor: 1.16, 1.16, 1.14 against 1.07).
+# interleaved in turn, 20 rounds). The runs shared the mask cache across the variants of a
+# round, so their ratios to the floor (1.07 to 1.16) were inflated; the positions rotated, so
+# the variants' comparison with each other stands.
 STREAM_CHUNK_ROWS = 1_000
 # The last STREAM_TAIL_ROWS rows go in chunks of STREAM_TAIL_CHUNK_ROWS: what Postgres still
 # has to write once the last row is made is the batch's tail, on the critical path (Postgres's
