@@ -176,8 +176,9 @@ class _Masking:
         mask, valid, rows = self._mask, self._valid, self._rows
         for message_id in self._pending:
             # Popped: each event is freed as soon as its row is made, while its memory is still
-            # in the cache. Freeing them all at the end of the batch took ~0.4 µs a message,
-            # after the write, on the critical path (issue 16).
+            # in the cache, not all at the end of the batch, after the write. With the handler
+            # freeing the messages early too, the time after the write fell from 10 to 5.4 ms
+            # for 10,000 records (one instrumented run, issue 16).
             event, day = valid.pop(message_id)
             row = rows[message_id] = to_row(event, mask, day)
             yield row
