@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -54,6 +55,10 @@ class Settings:
     dlq_retention_s: int
     ledger_retention_margin_s: int
     ledger_prune_batch_rows: int
+    # Part of a large batch masked by a second process (adapters/mask_worker): worth it only
+    # with two CPUs' worth of time. ``PARALLEL_MASKING``: auto (the default), on or off.
+    parallel_masking: bool = False
+    mask_worker_timeout_s: float = 10.0
 
     @property
     def ledger_retention_s(self) -> int:
@@ -92,6 +97,8 @@ class Settings:
             dlq_retention_s=int(_number(env, "DLQ_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
             ledger_retention_margin_s=int(_number(env, "LEDGER_RETENTION_MARGIN_SECONDS", 86_400)),
             ledger_prune_batch_rows=int(_number(env, "LEDGER_PRUNE_BATCH_ROWS", 5_000)),
+            parallel_masking=_parallel_masking(env),
+            mask_worker_timeout_s=_number(env, "MASK_WORKER_TIMEOUT_SECONDS", 10.0),
         )
         if not (settings.database_url or settings.database_secret_arn):
             raise ConfigurationError("set DATABASE_URL or DATABASE_SECRET_ARN")
@@ -102,6 +109,8 @@ class Settings:
             )
         if not 0 <= settings.drain_wait_s <= MAX_SQS_WAIT_S:
             raise ConfigurationError(f"DRAIN_WAIT_SECONDS must be 0-{MAX_SQS_WAIT_S}")
+        if settings.mask_worker_timeout_s <= 0:
+            raise ConfigurationError("MASK_WORKER_TIMEOUT_SECONDS must be more than 0")
         if settings.drain_receives_per_batch < 1:
             raise ConfigurationError("DRAIN_RECEIVES_PER_BATCH must be at least 1")
         if min(settings.queue_retention_s, settings.dlq_retention_s) < MIN_SQS_RETENTION_S:
@@ -251,6 +260,33 @@ def connection_params_from_secret(
         raise ConfigurationError(
             "the database secret needs host, username and password (port, dbname optional)"
         ) from error
+
+
+# Lambda gives a function the time of one vCPU at 1,769 MB, in proportion below and above.
+LAMBDA_MB_PER_VCPU = 1_769
+
+
+def _parallel_masking(env: Mapping[str, str]) -> bool:
+    """``PARALLEL_MASKING``; auto: on where two processes can run at once, on Linux.
+
+    In Lambda, from two vCPUs' worth of memory (3,538 MB): below, the worker would only take
+    turns with the function on the CPU time it has. Elsewhere, from two usable CPUs. Only on
+    Linux: the worker is a fork, which macOS's system libraries do not survive.
+    """
+    value = env.get("PARALLEL_MASKING", "auto").strip().lower()
+    if value in ("on", "off"):
+        return value == "on"
+    if value != "auto":
+        raise ConfigurationError("PARALLEL_MASKING must be auto, on or off")
+    if sys.platform != "linux":
+        return False
+    memory_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if memory_mb:
+        try:
+            return int(memory_mb) >= 2 * LAMBDA_MB_PER_VCPU
+        except ValueError:
+            return False
+    return len(os.sched_getaffinity(0)) >= 2
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -91,6 +91,8 @@ def _process(messages: Sequence[QueueMessage], runtime: Runtime) -> BatchOutcome
     key = runtime.key.current()
     today = datetime.now(UTC).date()
     with cyclic_gc_paused():
-        outcome = process_batch(messages, key.mask, key.verify_claim, runtime.store, today)
+        outcome = process_batch(
+            messages, key.mask, key.verify_claim, runtime.store, today, offload=key.worker
+        )
     report(outcome)
     return outcome

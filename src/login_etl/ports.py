@@ -43,6 +43,15 @@ class StreamingLoginStore(LoginStore, Protocol):
         ...
 
 
+class MaskOffload(Protocol):
+    """Masks values somewhere else while the caller works: a batch's masking on two CPUs."""
+
+    def submit(self, values: list[str]) -> Callable[[], list[str]]:
+        """Start masking ``values``; the returned call waits and gives one token per value,
+        in order, as the mask function would have (it never gives anything else)."""
+        ...
+
+
 class LedgerPruner(Protocol):
     """Forgets ledger entries older than the window in which a message can come back."""
 

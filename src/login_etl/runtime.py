@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from login_etl.adapters import aws
 from login_etl.adapters.config_stores import read_json_secret
 from login_etl.adapters.kms_data_key import DataKeyError, KmsDataKeySource
+from login_etl.adapters.mask_worker import MaskWorker
 from login_etl.adapters.postgres_connection import (
     ConnectionParams,
     ConnectionParamsSource,
@@ -45,11 +46,13 @@ REFRESH_ERRORS = (GetParameterError, ClientError, BotoCoreError, DataKeyError)
 
 
 class LoadedKey(NamedTuple):
-    """What the pipeline gets from one data key: its mask function and its claim verifier."""
+    """What the pipeline gets from one data key: its mask function and its claim verifier,
+    and the worker process that masks with it too (``PARALLEL_MASKING``)."""
 
     key_id: int
     mask: Callable[[str], str]
     verify_claim: VerifyClaim
+    worker: MaskWorker | None = None
 
 
 class CurrentKey:
@@ -97,7 +100,10 @@ class CurrentKey:
         try:
             ciphertext = self._read()
             if loaded is None or loaded[0] != ciphertext:
+                replaced = loaded
                 loaded = self._loaded = (ciphertext, self._load(ciphertext))
+                if replaced is not None and replaced[1].worker is not None:
+                    replaced[1].worker.close()  # it masks with the key just replaced
         except REFRESH_ERRORS as error:
             if loaded is None:
                 raise  # no key to fall back on: the invocation fails and is retried
@@ -112,8 +118,20 @@ class CurrentKey:
     def _load(self, ciphertext: str) -> LoadedKey:
         key = self._decrypt(ciphertext)
         masker = DeterministicMasker(key)
-        mask = lru_cache(maxsize=self._settings.mask_cache_size)(masker.mask)
-        return LoadedKey(masker.key_id, mask, ClaimVerifier([ClaimKey(key)]))
+        settings = self._settings
+        mask = lru_cache(maxsize=settings.mask_cache_size)(masker.mask)
+        worker = MaskWorker(mask, settings.mask_worker_timeout_s)  # started at first use
+        return LoadedKey(
+            masker.key_id,
+            mask,
+            ClaimVerifier([ClaimKey(key)]),
+            worker if settings.parallel_masking else None,
+        )
+
+    def close(self) -> None:
+        """End the current key's worker process, if any (it is made again when needed)."""
+        if self._loaded is not None and self._loaded[1].worker is not None:
+            self._loaded[1].worker.close()
 
     def _read_ciphertext(self) -> str:
         settings = self._settings
@@ -174,6 +192,7 @@ def reset_runtime() -> None:
     global _runtime  # noqa: PLW0603
     if _runtime is not None:
         _runtime.store.close()
+        _runtime.key.close()
     _runtime = None
 
 

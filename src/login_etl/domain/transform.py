@@ -77,3 +77,11 @@ def to_row(event: LoginEvent, mask: Callable[[str], str], day: date) -> UserLogi
     return new_tuple(
         UserLoginRow, (user_id, device_type, mask(ip), mask(device_id), locale, version, day)
     )
+
+
+def masked_row(event: LoginEvent, masked_ip: str, masked_device_id: str, day: date) -> UserLoginRow:
+    """``to_row`` with the two masks already made (by ``ports.MaskOffload``)."""
+    user_id, device_type, _, locale, version, _ = event
+    return new_tuple(
+        UserLoginRow, (user_id, device_type, masked_ip, masked_device_id, locale, version, day)
+    )
