@@ -38,14 +38,14 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
     }
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM), in MB.
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident set (VmHWM), in MB: this one's by default.
 
     Not ``getrusage``: on Linux its ``ru_maxrss`` survives ``exec``, so a child of a large
     parent reports the parent's peak (measured: 132 MB here against 103 MB standalone).
     """
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
@@ -70,12 +70,19 @@ def main() -> None:
     tools = time.perf_counter() - imported  # building the event is not the function's work
     lambda_handler(event, LocalContext())
     answered = time.perf_counter()
+    from login_etl.runtime import get_runtime  # noqa: PLC0415
+
+    worker = get_runtime().key.current().worker
+    worker_pid = None if worker is None else worker.pid
     print(
         json.dumps(
             {
                 "import_ms": (imported - before_import) * 1000,
                 "first_response_ms": (answered - STARTED - tools) * 1000,
                 "peak_rss_mb": peak_rss_mb(),
+                # The mask worker (PARALLEL_MASKING), a fork: the pages it shares with this
+                # process unchanged count in both figures.
+                "worker_peak_rss_mb": None if worker_pid is None else peak_rss_mb(worker_pid),
             }
         )
     )
