@@ -20,6 +20,7 @@ from login_etl.adapters.mask_worker import MaskWorker
 from login_etl.adapters.postgres_store import PostgresLoginStore
 from login_etl.domain.masking import DeterministicMasker
 from login_etl.handler import lambda_handler
+from login_etl.observability import metrics
 from login_etl.pipeline import OFFLOAD_MIN_ROWS, process_batch
 from login_etl.runtime import get_runtime
 from login_etl_cli.sample_data import generate_labelled
@@ -60,7 +61,7 @@ def test_with_a_worker_each_row_has_its_own_tokens(db: pg8000.native.Connection)
 
 
 def test_a_worker_killed_mid_batch_costs_time_not_rows(
-    db: pg8000.native.Connection, function_logs: io.StringIO
+    db: pg8000.native.Connection, function_logs: io.StringIO, capfd: pytest.CaptureFixture[str]
 ) -> None:
     messages = batch(seed=72)
     worker = MaskWorker(MASKER.mask, timeout_s=30.0)
@@ -89,6 +90,10 @@ def test_a_worker_killed_mid_batch_costs_time_not_rows(
     assert rows_by_user(db) == expected_by_user(messages)
     assert count(db, "SELECT count(*) FROM login_etl_processed_messages") == len(messages)
     assert "mask worker failed" in function_logs.getvalue()
+    capfd.readouterr()
+    metrics.flush_metrics()  # what the handler's decorator does at the end of an invocation
+    emf = [json.loads(line) for line in capfd.readouterr().out.splitlines() if "_aws" in line]
+    assert sum(sum(line.get("MaskWorkerFailed", [0])) for line in emf) == 1
 
 
 def sqs_event(bodies: list[str]) -> dict[str, Any]:
