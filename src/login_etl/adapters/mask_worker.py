@@ -72,19 +72,23 @@ class MaskWorker:
         if threading.active_count() != 1:
             return False
         context = multiprocessing.get_context("fork")
-        ours, theirs = context.Pipe()
+        try:
+            ours, theirs = context.Pipe()
+        except OSError as error:  # no descriptor left (EMFILE): mask here
+            report_mask_worker_failure(type(error).__name__)
+            return False
         process = context.Process(
             target=_serve, args=(theirs, ours, self._mask), name="login-etl-mask", daemon=True
         )
         try:
+            _bound_waits(ours, self._timeout_s)
             process.start()
-        except OSError as error:  # no memory, no process slot: mask here
+        except OSError as error:  # no memory, no process slot, no descriptor: mask here
             ours.close()
             theirs.close()
             report_mask_worker_failure(type(error).__name__)
             return False
         theirs.close()
-        _bound_waits(ours, self._timeout_s)
         self._process, self._pipe = process, ours
         return True
 

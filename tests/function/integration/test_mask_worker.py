@@ -353,3 +353,22 @@ def test_a_hang_up_under_the_cli_ends_the_worker_without_a_traceback(
         finally:
             worker.close()
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("spare", [0, 1, 2, 3, 4])
+def test_a_worker_that_cannot_get_its_descriptors_leaves_the_values_to_this_process(
+    spare: int,
+) -> None:
+    """Out of file descriptors at the pipe, the socket timeouts or the fork: masked here."""
+    script = (
+        "import os, resource\n"
+        "from login_etl.adapters.mask_worker import MaskWorker\n"
+        "w = MaskWorker(str.upper, 5.0)\n"
+        "opened = max(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
+        f"limit = opened + 1 + {spare}\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))\n"
+        "assert w.submit(['a', 'b'])() == ['A', 'B']\n"
+        "w.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, capture_output=True)
