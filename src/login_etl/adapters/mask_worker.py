@@ -150,9 +150,10 @@ def _bound_waits(pipe: Connection, timeout_s: float) -> None:
     """No read or write on this process's end of the pipe blocks longer than ``timeout_s``.
 
     ``poll`` bounds only the wait for an answer's first byte. A worker stalled before it read
-    a request blocked ``send`` for good once the pipe's buffer was full (13,000 values are
-    about 500 kB; the buffer holds some 200 kB), and one stalled in the middle of its answer
-    blocked ``recv``: the batch hung until the Lambda timeout (found in review). A socket
+    a request blocked ``send`` for good once the pipe's buffer was full (it holds 180 kB; the
+    13,000 values of a 10,000-record batch of the sample data are 197 kB pickled, their tokens
+    several times that), and one stalled in the middle of its answer blocked ``recv``: the
+    batch hung until the Lambda timeout (found in review). A socket
     timeout makes such a read or write fail (``BlockingIOError``), as a dead worker's would.
     The socket module's own timeout is no use here: it makes the descriptor non-blocking.
     """
