@@ -20,6 +20,7 @@ from login_etl.adapters.postgres_connection import ConnectionParams
 SSL_MODES = ("disable", "require", "verify-full")
 DB_AUTH_MODES = ("password", "iam")
 MAX_SQS_WAIT_S = 20
+MAX_LAMBDA_TIMEOUT_S = 900  # no invocation runs longer
 MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S = 60, 1_209_600  # MessageRetentionPeriod's bounds
 # Every data key ever made, one SSM parameter each (`login-etl keys`); the function reads none.
 DEFAULT_KEYRING_PATH = "/login-etl/data-keys"
@@ -109,8 +110,12 @@ class Settings:
             )
         if not 0 <= settings.drain_wait_s <= MAX_SQS_WAIT_S:
             raise ConfigurationError(f"DRAIN_WAIT_SECONDS must be 0-{MAX_SQS_WAIT_S}")
-        if settings.mask_worker_timeout_s <= 0:
-            raise ConfigurationError("MASK_WORKER_TIMEOUT_SECONDS must be more than 0")
+        # Not 0 < nan, inf nor 1e300: the wait for the worker raised OverflowError (inf),
+        # failing every large batch, or ValueError (nan) (found in review).
+        if not 0 < settings.mask_worker_timeout_s <= MAX_LAMBDA_TIMEOUT_S:
+            raise ConfigurationError(
+                f"MASK_WORKER_TIMEOUT_SECONDS must be more than 0, at most {MAX_LAMBDA_TIMEOUT_S}"
+            )
         if settings.drain_receives_per_batch < 1:
             raise ConfigurationError("DRAIN_RECEIVES_PER_BATCH must be at least 1")
         if min(settings.queue_retention_s, settings.dlq_retention_s) < MIN_SQS_RETENTION_S:
@@ -273,7 +278,8 @@ def _parallel_masking(env: Mapping[str, str]) -> bool:
     turns with the function on the CPU time it has. Elsewhere, from two usable CPUs. Only on
     Linux: the worker is a fork, which macOS's system libraries do not survive.
     """
-    value = env.get("PARALLEL_MASKING", "auto").strip().lower()
+    # Empty is unset, as for every setting (template.yaml declares some empty for sam local).
+    value = (env.get("PARALLEL_MASKING") or "auto").strip().lower()
     if value in ("on", "off"):
         return value == "on"
     if value != "auto":

@@ -25,7 +25,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import stat
+import struct
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -70,13 +72,18 @@ class MaskWorker:
         if threading.active_count() != 1:
             return False
         context = multiprocessing.get_context("fork")
-        ours, theirs = context.Pipe()
+        try:
+            ours, theirs = context.Pipe()
+        except OSError as error:  # no descriptor left (EMFILE): mask here
+            report_mask_worker_failure(type(error).__name__)
+            return False
         process = context.Process(
             target=_serve, args=(theirs, ours, self._mask), name="login-etl-mask", daemon=True
         )
         try:
+            _bound_waits(ours, self._timeout_s)
             process.start()
-        except OSError as error:  # no memory, no process slot: mask here
+        except OSError as error:  # no memory, no process slot, no descriptor: mask here
             ours.close()
             theirs.close()
             report_mask_worker_failure(type(error).__name__)
@@ -98,6 +105,9 @@ class MaskWorker:
             pipe.send((request, values))
         except _WORKER_ERRORS as error:
             return self._failed(error, values)
+        except BaseException:
+            self.close()  # interrupted half-way: the worker would read the rest of a request
+            raise  # in the next one's bytes
         self._awaiting = True
 
         def tokens() -> list[str]:
@@ -136,6 +146,25 @@ class MaskWorker:
         return [mask(value) for value in values]
 
 
+def _bound_waits(pipe: Connection, timeout_s: float) -> None:
+    """No read or write on this process's end of the pipe blocks longer than ``timeout_s``.
+
+    ``poll`` bounds only the wait for an answer's first byte. A worker stalled before it read
+    a request blocked ``send`` for good once the pipe's buffer was full (it holds 180 kB; the
+    13,000 values of a 10,000-record batch of the sample data are 197 kB pickled, their tokens
+    several times that), and one stalled in the middle of its answer blocked ``recv``: the
+    batch hung until the Lambda timeout (found in review). A socket
+    timeout makes such a read or write fail (``BlockingIOError``), as a dead worker's would.
+    The socket module's own timeout is no use here: it makes the descriptor non-blocking.
+    """
+    seconds = int(timeout_s)
+    timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1_000_000))
+    with socket.socket(fileno=os.dup(pipe.fileno())) as end:  # the same socket, another fd
+        end.setblocking(True)  # as multiprocessing made it, whatever the default timeout
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+
+
 def _close_sockets_but(keep: int) -> None:
     """Close every inherited socket but the pipe (the database's among them).
 
@@ -169,7 +198,10 @@ def _answer(pipe: Connection, request: int, count: int, timeout_s: float) -> lis
 def _serve(pipe: Connection, parents_end: Connection, mask: Callable[[str], str]) -> None:
     """The worker: a list of values in, their tokens out, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler
+    # Not the CLI's handlers (``login_etl_cli.signals``): raising in here printed
+    # multiprocessing's traceback of the worker on stderr, a terminal's SIGHUP for one.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     parents_end.close()  # or the worker would hold its own pipe open, and never see EOF
     _close_sockets_but(pipe.fileno())
     while True:
@@ -181,4 +213,7 @@ def _serve(pipe: Connection, parents_end: Connection, mask: Callable[[str], str]
             answer: list[str] | None = [mask(value) for value in values]
         except Exception:  # the caller masks them again, and gets the error
             answer = None  # never the exception: its message could hold a value
-        pipe.send((request, answer))
+        try:
+            pipe.send((request, answer))
+        except OSError:
+            return  # this process gave up on the answer (a failed batch): no traceback

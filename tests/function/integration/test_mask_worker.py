@@ -14,14 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from login_etl.adapters.mask_worker import MaskWorker
 from login_etl.domain.masking import DeterministicMasker
 from login_etl.observability import metrics
+from login_etl_cli.signals import clean_exits
 
 MASKER = DeterministicMasker(bytes(range(32)))
 VALUES = [f"10.1.{i // 256}.{i % 256}" for i in range(600)]
@@ -217,3 +219,164 @@ def test_a_value_the_mask_refuses_raises_as_it_would_without_the_worker(
     tokens = worker.submit(["1.2.3.4", lone_surrogate])
     with pytest.raises(UnicodeEncodeError):
         tokens()
+
+
+# More than the pipe's buffer holds (180 kB), as the 13,000 values of a 10,000-record batch
+# of the sample data are (197 kB pickled), and their tokens several times that.
+LARGE = [f"{i:08d}-1111-4222-8333-444444444444" for i in range(20_000)]
+
+
+T = TypeVar("T")
+
+
+def finishes(call: Callable[[], T], unblock: Callable[[], None], seconds: float = 60.0) -> T:
+    """``call()``'s result, made on a thread; ``unblock`` is run if it has not come by then.
+
+    The bound is a guard for a call that would block for good, far beyond the worker's timeout.
+    """
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        except BaseException as error:  # handed to the test
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        unblock()
+        thread.join(seconds)
+        pytest.fail(f"still blocked after {seconds} s, with a worker timeout well below")
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def written_by(pid: int) -> int:
+    """Bytes the process has written so far, in write calls that have returned."""
+    line = next(x for x in Path(f"/proc/{pid}/io").read_text().splitlines() if "wchar" in x)
+    return int(line.split()[1])
+
+
+def wait_until_answering(pid: int, before: int) -> None:
+    """Until the worker has sent its answer's header: the answer itself, larger than the pipe,
+    is one write that waits for this process to read."""
+    deadline = time.monotonic() + 60
+    while written_by(pid) == before:
+        assert time.monotonic() < deadline, "the worker never answered"
+        time.sleep(0.02)
+
+
+def test_a_worker_stalled_before_reading_a_large_request_does_not_block_it() -> None:
+    """Only the answer's first byte was waited for with a timeout: the hand-over had none."""
+    worker = MaskWorker(MASKER.mask, timeout_s=0.3)
+    try:
+        worker.start()
+        stalled = worker.pid
+        assert stalled is not None
+        os.kill(stalled, signal.SIGSTOP)
+
+        def hand_over_and_wait() -> list[str]:
+            return worker.submit(LARGE)()  # the hand-over is what blocked
+
+        tokens = finishes(hand_over_and_wait, lambda: os.kill(stalled, signal.SIGKILL))
+        assert tokens == [MASKER.mask(value) for value in LARGE]
+        assert wait_gone(stalled)
+    finally:
+        worker.close()
+
+
+def test_a_worker_stalled_in_the_middle_of_its_answer_does_not_block_the_batch() -> None:
+    worker = MaskWorker(str.upper, timeout_s=0.3)
+    try:
+        worker.submit(["warm-up"])()
+        stalled = worker.pid
+        assert stalled is not None
+        before = written_by(stalled)
+        tokens = worker.submit(LARGE)
+        wait_until_answering(stalled, before)
+        os.kill(stalled, signal.SIGSTOP)
+
+        assert finishes(tokens, lambda: os.kill(stalled, signal.SIGKILL)) == [
+            value.upper() for value in LARGE
+        ]
+        assert wait_gone(stalled)
+    finally:
+        worker.close()
+
+
+def test_an_interrupted_hand_over_ends_the_worker(worker: MaskWorker) -> None:
+    """Half a request left in the pipe: the worker would take the next one's bytes for the rest."""
+    worker.start()
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the pipe fills: the hand-over waits
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            worker.submit(LARGE)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert worker.pid is None
+    assert wait_gone(pid)
+    assert worker.submit(VALUES)() == EXPECTED
+
+
+def test_a_worker_whose_answer_is_refused_leaves_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A failed batch leaves the answer unread: multiprocessing printed the worker's
+    BrokenPipeError on the function's stderr."""
+    capfd.readouterr()
+    worker = MaskWorker(str.upper, timeout_s=5.0)
+    worker.submit(["warm-up"])()
+    pid = worker.pid
+    assert pid is not None
+    before = written_by(pid)
+    worker.submit(LARGE)  # never read: the batch failed
+    wait_until_answering(pid, before)
+    worker.close()
+    assert wait_gone(pid)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_hang_up_under_the_cli_ends_the_worker_without_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The worker kept the CLI's handlers (``clean_exits``): a terminal's SIGHUP raised in it."""
+    capfd.readouterr()
+    with clean_exits():
+        worker = MaskWorker(str.upper, timeout_s=5.0)
+        try:
+            worker.submit(["warm-up"])()
+            pid = worker.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGHUP)
+            assert wait_gone(pid)
+        finally:
+            worker.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("spare", [0, 1, 2, 3, 4])
+def test_a_worker_that_cannot_get_its_descriptors_leaves_the_values_to_this_process(
+    spare: int,
+) -> None:
+    """Out of file descriptors at the pipe, the socket timeouts or the fork: masked here."""
+    script = (
+        "import os, resource\n"
+        "from login_etl.adapters.mask_worker import MaskWorker\n"
+        "w = MaskWorker(str.upper, 5.0)\n"
+        "opened = max(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
+        f"limit = opened + 1 + {spare}\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))\n"
+        "assert w.submit(['a', 'b'])() == ['A', 'B']\n"
+        "w.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, capture_output=True)

@@ -188,3 +188,13 @@ def test_compose_runs_localstack_and_postgres_with_the_exact_table() -> None:
     mount = next(v for v in services["postgres"]["volumes"] if "initdb" in v)
     init_sql = (ROOT / mount.split(":")[0]).read_text()
     assert words(init_sql) == [*words(CREATE_TABLE), ";"]
+
+
+def test_every_setting_the_function_reads_is_in_the_deployment_table() -> None:
+    """PARALLEL_MASKING and MASK_WORKER_TIMEOUT_SECONDS came without a row (found in review)."""
+    read = set(
+        re.findall(r'"([A-Z][A-Z0-9_]{3,})"', (ROOT / "src/login_etl/config.py").read_text())
+    )
+    table = (ROOT / "docs/deploying.md").read_text()
+    lambdas_own = {name for name in read if name.startswith("AWS_LAMBDA_")}
+    assert {name for name in read - lambdas_own if f"| `{name}` |" not in table} == set()
