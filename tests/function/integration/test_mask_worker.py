@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,6 +44,38 @@ def worker() -> Iterator[MaskWorker]:
     made = MaskWorker(MASKER.mask, timeout_s=5.0)
     yield made
     made.close()
+
+
+@pytest.fixture
+def impatient_worker() -> Iterator[MaskWorker]:
+    made = MaskWorker(MASKER.mask, timeout_s=0.3)
+    yield made
+    made.close()
+
+
+def stopped(worker: MaskWorker) -> int:
+    """Start the worker and stop it (SIGSTOP): it can neither read nor answer. Its pid."""
+    worker.start()
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupted_in(seconds: float) -> Iterator[None]:
+    """A KeyboardInterrupt in ``seconds``, as Ctrl-C (or the CLI's SIGTERM handler) raises."""
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def alive(pid: int) -> bool:
@@ -87,10 +120,7 @@ def test_a_worker_killed_between_batches_is_replaced(worker: MaskWorker) -> None
 def test_a_worker_killed_while_masking_leaves_the_values_to_this_process(
     worker: MaskWorker, function_logs: io.StringIO
 ) -> None:
-    worker.start()
-    pid = worker.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)  # it cannot answer before it dies
+    pid = stopped(worker)  # it cannot answer before it dies
     tokens = worker.submit(VALUES)
     os.kill(pid, signal.SIGKILL)
 
@@ -102,21 +132,16 @@ def test_a_worker_killed_while_masking_leaves_the_values_to_this_process(
     assert worker.pid is None  # closed; the next batch makes a new one
 
 
-def test_a_stalled_worker_times_out_and_is_ended(function_logs: io.StringIO) -> None:
-    worker = MaskWorker(MASKER.mask, timeout_s=0.3)
-    try:
-        worker.start()
-        stalled = worker.pid
-        assert stalled is not None
-        os.kill(stalled, signal.SIGSTOP)
+def test_a_stalled_worker_times_out_and_is_ended(
+    impatient_worker: MaskWorker, function_logs: io.StringIO
+) -> None:
+    stalled = stopped(impatient_worker)
 
-        started = time.monotonic()
-        assert worker.submit(VALUES)() == EXPECTED
-        assert time.monotonic() - started >= 0.3
-        assert "TimeoutError" in function_logs.getvalue()
-        assert wait_gone(stalled)  # killed, not left stopped
-    finally:
-        worker.close()
+    started = time.monotonic()
+    assert impatient_worker.submit(VALUES)() == EXPECTED
+    assert time.monotonic() - started >= 0.3
+    assert "TimeoutError" in function_logs.getvalue()
+    assert wait_gone(stalled)  # killed, not left stopped
 
 
 def test_an_answer_never_read_is_never_taken_for_a_later_one(worker: MaskWorker) -> None:
@@ -129,19 +154,10 @@ def test_an_answer_never_read_is_never_taken_for_a_later_one(worker: MaskWorker)
 
 
 def test_an_interrupted_wait_ends_the_worker(worker: MaskWorker) -> None:
-    worker.start()
-    pid = worker.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
+    pid = stopped(worker)
     tokens = worker.submit(VALUES)
-    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(KeyboardInterrupt):
-            tokens()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with interrupted_in(0.2), pytest.raises(KeyboardInterrupt):
+        tokens()
     assert worker.pid is None
     assert wait_gone(pid)
     assert worker.submit(VALUES)() == EXPECTED
@@ -270,23 +286,18 @@ def wait_until_answering(pid: int, before: int) -> None:
         time.sleep(0.02)
 
 
-def test_a_worker_stalled_before_reading_a_large_request_does_not_block_it() -> None:
+def test_a_worker_stalled_before_reading_a_large_request_does_not_block_it(
+    impatient_worker: MaskWorker,
+) -> None:
     """Only the answer's first byte was waited for with a timeout: the hand-over had none."""
-    worker = MaskWorker(MASKER.mask, timeout_s=0.3)
-    try:
-        worker.start()
-        stalled = worker.pid
-        assert stalled is not None
-        os.kill(stalled, signal.SIGSTOP)
+    stalled = stopped(impatient_worker)
 
-        def hand_over_and_wait() -> list[str]:
-            return worker.submit(LARGE)()  # the hand-over is what blocked
+    def hand_over_and_wait() -> list[str]:
+        return impatient_worker.submit(LARGE)()  # the hand-over is what blocked
 
-        tokens = finishes(hand_over_and_wait, lambda: os.kill(stalled, signal.SIGKILL))
-        assert tokens == [MASKER.mask(value) for value in LARGE]
-        assert wait_gone(stalled)
-    finally:
-        worker.close()
+    tokens = finishes(hand_over_and_wait, lambda: os.kill(stalled, signal.SIGKILL))
+    assert tokens == [MASKER.mask(value) for value in LARGE]
+    assert wait_gone(stalled)
 
 
 def test_a_worker_stalled_in_the_middle_of_its_answer_does_not_block_the_batch() -> None:
@@ -310,18 +321,9 @@ def test_a_worker_stalled_in_the_middle_of_its_answer_does_not_block_the_batch()
 
 def test_an_interrupted_hand_over_ends_the_worker(worker: MaskWorker) -> None:
     """Half a request left in the pipe: the worker would take the next one's bytes for the rest."""
-    worker.start()
-    pid = worker.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)  # the pipe fills: the hand-over waits
-    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(KeyboardInterrupt):
-            worker.submit(LARGE)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    pid = stopped(worker)  # the pipe fills: the hand-over waits
+    with interrupted_in(0.2), pytest.raises(KeyboardInterrupt):
+        worker.submit(LARGE)
     assert worker.pid is None
     assert wait_gone(pid)
     assert worker.submit(VALUES)() == EXPECTED
