@@ -120,13 +120,10 @@ class CurrentKey:
         masker = DeterministicMasker(key)
         settings = self._settings
         mask = lru_cache(maxsize=settings.mask_cache_size)(masker.mask)
-        worker = MaskWorker(mask, settings.mask_worker_timeout_s)  # started at first use
-        return LoadedKey(
-            masker.key_id,
-            mask,
-            ClaimVerifier([ClaimKey(key)]),
-            worker if settings.parallel_masking else None,
+        worker = (  # its process is forked at the first large batch, not here
+            MaskWorker(mask, settings.mask_worker_timeout_s) if settings.parallel_masking else None
         )
+        return LoadedKey(masker.key_id, mask, ClaimVerifier([ClaimKey(key)]), worker)
 
     def close(self) -> None:
         """End the current key's worker process, if any (it is made again when needed)."""

@@ -10,8 +10,8 @@ batch's writer thread starts), so it holds the same mask function (the same key,
 of the cache) and nothing is sent to it but values. It is made at the first large batch and
 lives as long as the container; it exits when its pipe closes, which happens when this process
 exits, however it exits. It closes every other socket it inherited: a copy of the database's
-would keep a connection this process closes open on the server. It ignores
-SIGINT and takes SIGTERM's default: a Ctrl-C reaches the whole process group, and this process
+would keep a connection this process closes open on the server. It ignores SIGINT and takes
+SIGTERM's and SIGHUP's defaults: a Ctrl-C reaches the whole process group, and this process
 decides what a batch does about it.
 
 The worker can only ever cost time. If it cannot be made, dies, stalls past ``timeout_s`` or
@@ -153,8 +153,8 @@ def _bound_waits(pipe: Connection, timeout_s: float) -> None:
     a request blocked ``send`` for good once the pipe's buffer was full (it holds 180 kB; the
     13,000 values of a 10,000-record batch of the sample data are 197 kB pickled, their tokens
     several times that), and one stalled in the middle of its answer blocked ``recv``: the
-    batch hung until the Lambda timeout (found in review). A socket
-    timeout makes such a read or write fail (``BlockingIOError``), as a dead worker's would.
+    batch hung until the Lambda timeout (found in review). A socket timeout makes such a read
+    or write fail (``BlockingIOError``), as a dead worker's would.
     The socket module's own timeout is no use here: it makes the descriptor non-blocking.
     """
     seconds = int(timeout_s)
