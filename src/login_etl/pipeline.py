@@ -27,13 +27,16 @@ from login_etl.ports import LoginStore, MaskOffload, StreamingLoginStore, WriteR
 
 _MESSAGE_ID = itemgetter(0)  # QueueMessage.message_id, without the descriptor's call
 # With a MaskOffload, it masks the last OFFLOAD_SHARE of a batch's rows, from OFFLOAD_MIN_ROWS
-# rows up. It starts after the validation, which this process does alone, so it takes more than
-# half. 10,000 records, handler against the floor, 60 rounds turn about (issue 16): no offload
-# 0.92 of the floor, a share of 0.5 1.04, 0.6 1.14; in a second run 0.6 1.06, 0.65 1.10, 0.7
-# 1.10. Below 1,000 rows it did not pay: 1,000 records (990 rows) with the threshold at 500,
-# 150 rounds, 0.83 of the floor with the offload against 0.86 without.
+# rows up. 10,000 records against the floor, 40 rounds turn about (``make bench-offload``,
+# issue 16): no offload 0.85 of the floor; a share of 0.3 0.87, 0.4 0.89, 0.5 0.90, 0.6 0.89,
+# 0.65 0.91, 0.75 0.78. A plateau from 0.4 to 0.65, then a cliff, where this process waits for
+# the worker; 0.5 is in its middle (and led a second run: 0.90 against 0.87 at 0.65). The
+# worker's masks cost as much CPU as this process's (about 80 ms for half a batch), so on two
+# CPUs shared with Postgres it buys this much and no more. Below 1,000 rows it did not pay:
+# 1,000 records (990 rows) with the threshold at 500, 150 rounds, 0.83 of the floor with the
+# offload against 0.86 without.
 OFFLOAD_MIN_ROWS = 1_000
-OFFLOAD_SHARE = 0.65
+OFFLOAD_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
