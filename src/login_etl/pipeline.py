@@ -34,7 +34,8 @@ _MESSAGE_ID = itemgetter(0)  # QueueMessage.message_id, without the descriptor's
 # worker's masks cost as much CPU as this process's (about 80 ms for half a batch), so on two
 # CPUs shared with Postgres it buys this much and no more. Below 1,000 rows it did not pay:
 # 1,000 records (990 rows) with the threshold at 500, 150 rounds, 0.83 of the floor with the
-# offload against 0.86 without.
+# offload against 0.86 without (a sweep whose contenders shared bodies, which favours the
+# offload: docs/benchmarks.md).
 OFFLOAD_MIN_ROWS = 1_000
 OFFLOAD_SHARE = 0.5
 
