@@ -31,8 +31,8 @@ _MESSAGE_ID = itemgetter(0)  # QueueMessage.message_id, without the descriptor's
 # issue 16): no offload 0.85 of the floor; a share of 0.3 0.87, 0.4 0.89, 0.5 0.90, 0.6 0.89,
 # 0.65 0.91, 0.75 0.78. A plateau from 0.4 to 0.65, then a cliff, where this process waits for
 # the worker; 0.5 is in its middle (and led a second run: 0.90 against 0.87 at 0.65). The
-# worker's masks cost as much CPU as this process's (about 80 ms for half a batch), so on two
-# CPUs shared with Postgres it buys this much and no more. Below 1,000 rows it did not pay:
+# worker spends more CPU on its share than it saves this process (80 ms against 54 at 0.5), so
+# on two CPUs shared with Postgres it buys this much and no more. Below 1,000 rows it did not pay:
 # 1,000 records (990 rows) with the threshold at 500, 150 rounds, 0.83 of the floor with the
 # offload against 0.86 without (a sweep whose contenders shared bodies, which favours the
 # offload: docs/benchmarks.md).
