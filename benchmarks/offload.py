@@ -55,6 +55,7 @@ def cpu_ms(pids: Iterable[int]) -> float:
 
 
 def parent_of(pid: int) -> int:
+    """The parent's pid: a backend's is its server's postmaster."""
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
