@@ -27,16 +27,11 @@ from login_etl.ports import LoginStore, MaskOffload, StreamingLoginStore, WriteR
 
 _MESSAGE_ID = itemgetter(0)  # QueueMessage.message_id, without the descriptor's call
 # With a MaskOffload, it masks the last OFFLOAD_SHARE of a batch's rows, from OFFLOAD_MIN_ROWS
-# rows up. 10,000 records against the floor, 40 rounds turn about (``make bench-offload`` on
-# 1745c80, issue 16): no offload 0.84 of the floor; a share of 0.3 0.93, 0.4 0.95, 0.5 0.88,
-# 0.6 0.90, 0.65 0.79, 0.75 0.86. Two earlier runs: 0.4 0.89 and 0.86, 0.5 0.90 and 0.90, 0.65
-# 0.91 and 0.87, 0.75 0.78. From 0.3 to 0.6 the shares differ by less than the runs do; 0.65
-# and up sometimes fall well below. 0.5, kept, is among those that never did. The worker
-# spends more CPU on its share than it saves this process (80 ms against 65 at 0.5), so on
-# two CPUs shared with Postgres it buys this much and no more (docs/benchmarks.md). Below
-# 1,000 rows it did not pay: 1,000 records (990 rows) with the threshold at 500, 150 rounds,
-# 0.83 of the floor with the offload against 0.86 without (a sweep whose contenders shared
-# bodies, which favours the offload).
+# rows up. ``make bench-offload`` (10,000 records, three runs of 30-40 rounds, issue 16): the
+# offload buys 0.02-0.11 of the floor over none; shares from 0.3 to 0.6 differ by less than the
+# runs do, 0.65 and up sometimes fall well below; 0.5 never did. Below 1,000 rows it did not
+# pay (1,000 records with the threshold at 500: 0.83 of the floor against 0.86 without). The
+# figures, and why it buys no more here: docs/benchmarks.md.
 OFFLOAD_MIN_ROWS = 1_000
 OFFLOAD_SHARE = 0.5
 
