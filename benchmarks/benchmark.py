@@ -53,7 +53,7 @@ from benchmarks.floor import run_floor
 from benchmarks.probe import sqs_event
 from benchmarks.typical_handler import make_typical_handler
 from login_etl.adapters.config_stores import read_parameter
-from login_etl.adapters.postgres_connection import connect
+from login_etl.adapters.postgres.connection import connect
 from login_etl.config import KMS_ENCRYPTION_CONTEXT, Settings, connection_params_from_url
 from login_etl.domain.masking import DeterministicMasker
 from login_etl_cli.sample_data import generate
@@ -302,9 +302,6 @@ def run_benchmark(quick: bool = False, instructions: bool = True) -> dict[str, A
         results["import_ms_by_package"] = import_times(runs=1 if quick else 3)
         memory = probe("rss", runs=1 if quick else 3)
         results["peak_rss_mb_10000"] = spread([run["peak_rss_mb"] for run in memory])
-        workers = [run["worker_peak_rss_mb"] for run in memory if run.get("worker_peak_rss_mb")]
-        if workers:
-            results["worker_peak_rss_mb_10000"] = spread(workers)
         results["artifact"] = artifact_size()
         conn.run("TRUNCATE user_logins, login_etl_processed_messages")
         conn.close()
@@ -364,13 +361,7 @@ def render_table(results: dict[str, Any]) -> str:
         "import ms by top-level package: "
         + ", ".join(f"{name} {ms:.0f}" for name, ms in results["import_ms_by_package"].items()),
         f"peak RSS with a 10,000-record batch: {results['peak_rss_mb_10000']['median']:.0f} MB"
-        f" (max {results['peak_rss_mb_10000']['max']:.0f})"
-        + (
-            f"; its mask worker {results['worker_peak_rss_mb_10000']['median']:.0f} MB"
-            " (a fork: the pages both share count in both)"
-            if "worker_peak_rss_mb_10000" in results
-            else ""
-        ),
+        f" (max {results['peak_rss_mb_10000']['max']:.0f})",
     ]
     artifact = results["artifact"]
     if artifact:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pg8000.native
 
-from login_etl.adapters.postgres_schema import COLUMNS, TABLE
+from login_etl.adapters.postgres.schema import COLUMNS, TABLE
 from login_etl.gc_pause import cyclic_gc_paused
 
 COPY_ROWS = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"

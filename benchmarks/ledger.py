@@ -19,8 +19,8 @@ import uuid
 from dataclasses import replace
 from datetime import date
 
-from login_etl.adapters.postgres_connection import ConnectionParams, connect
-from login_etl.adapters.postgres_store import PostgresLoginStore
+from login_etl.adapters.postgres.connection import ConnectionParams, connect
+from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.domain.models import UserLoginRow
 from login_etl_local.postgres_server import PostgresServer

@@ -70,19 +70,13 @@ def main() -> None:
     tools = time.perf_counter() - imported  # building the event is not the function's work
     lambda_handler(event, LocalContext())
     answered = time.perf_counter()
-    from login_etl.runtime import get_runtime  # noqa: PLC0415
 
-    worker = get_runtime().key.current().worker
-    worker_pid = None if worker is None else worker.pid
     print(
         json.dumps(
             {
                 "import_ms": (imported - before_import) * 1000,
                 "first_response_ms": (answered - STARTED - tools) * 1000,
                 "peak_rss_mb": peak_rss_mb(),
-                # The mask worker (PARALLEL_MASKING), a fork: the pages it shares with this
-                # process unchanged count in both figures.
-                "worker_peak_rss_mb": None if worker_pid is None else peak_rss_mb(worker_pid),
             }
         )
     )

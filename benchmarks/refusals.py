@@ -16,18 +16,16 @@ import statistics
 import time
 from datetime import date
 
-from login_etl.adapters.postgres_connection import connect
-from login_etl.adapters.postgres_store import PostgresLoginStore
+from login_etl.adapters.postgres.connection import connect
+from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.domain.masking import DeterministicMasker
 from login_etl.domain.models import QueueMessage
-from login_etl.domain.redrive_claim import ClaimVerifier
 from login_etl.pipeline import process_batch
 from login_etl_cli.sample_data import generate
 from login_etl_local.postgres_server import PostgresServer
 
 BATCH = 10_000
-NO_CLAIMS = ClaimVerifier([])  # generated messages carry no redrive claim
 REFUSED = (0, 1, 100, 5_000)
 TABLE = """
 CREATE TABLE user_logins(user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
@@ -70,7 +68,7 @@ def main() -> None:
                 messages = batch(k, seed=1000 * round_ + k)
                 store = PostgresLoginStore(params)
                 started = time.perf_counter()
-                outcome = process_batch(messages, mask, NO_CLAIMS, store, date(2026, 11, 25))
+                outcome = process_batch(messages, mask, store, date(2026, 11, 25))
                 seconds[k].append(time.perf_counter() - started)
                 store.close()
                 if (outcome.written, len(outcome.failures)) != (BATCH - k, k):

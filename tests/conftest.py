@@ -7,21 +7,18 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pg8000.native
 import pytest
 
-from login_etl.adapters.postgres_connection import connect
+from login_etl.adapters.postgres.connection import connect
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.observability import logger
 from login_etl.runtime import reset_runtime
 from login_etl_local.provisioning import Provisioned, provision
 from login_etl_local.stack import local_stack
 from login_etl_local.stack_record import LocalStack, patched_environ
-
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "sample_data.json"
 
 
 @pytest.fixture(scope="session")

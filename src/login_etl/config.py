@@ -7,15 +7,15 @@ code talks to AWS, LocalStack or moto.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import unquote
 
-from login_etl.adapters.postgres_connection import ConnectionParams
+from login_etl.adapters.postgres.connection import ConnectionParams
 
 SSL_MODES = ("disable", "require", "verify-full")
 DB_AUTH_MODES = ("password", "iam")
@@ -26,6 +26,46 @@ MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S = 60, 1_209_600  # MessageRetentionPeri
 DEFAULT_KEYRING_PATH = "/login-etl/data-keys"
 # Bound into every data key: a ciphertext made for something else will not decrypt here.
 KMS_ENCRYPTION_CONTEXT = {"purpose": "login-etl/pii-masking"}
+
+
+@dataclass(frozen=True, slots=True)
+class NumberSetting:
+    """A numeric setting's default and inclusive range, in its unit."""
+
+    default: float
+    low: float
+    high: float
+    unit: str
+    whole: bool = True  # a whole number: 0.5 ms is no statement timeout anyone means
+
+    def describe(self) -> str:
+        """The range as docs/deploying.md and the error message say it."""
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} from {_shown(self.low)} to {_shown(self.high)} ({self.unit})"
+
+
+# Every numeric setting (docs/deploying.md's table lists the same ranges, a test checks it).
+# The bounds are what the setting can mean: SQS's own limits for its values, Lambda's 900 s
+# for the time of an invocation; past them, a value would pass the cold start and fail every
+# batch (Postgres refuses a statement_timeout past 2^31 - 1 ms) or every prune.
+NUMBERS: dict[str, NumberSetting] = {
+    "DB_CONNECT_TIMEOUT_SECONDS": NumberSetting(5.0, 0.1, 60, "seconds", whole=False),
+    "DB_STATEMENT_TIMEOUT_MS": NumberSetting(60_000, 0, MAX_LAMBDA_TIMEOUT_S * 1000, "ms; 0: none"),
+    "DATA_KEY_MAX_AGE_SECONDS": NumberSetting(300, 0, 86_400, "seconds"),
+    "MASK_CACHE_SIZE": NumberSetting(20_000, 0, 1_000_000, "entries"),
+    "DRAIN_WAIT_SECONDS": NumberSetting(2, 0, MAX_SQS_WAIT_S, "seconds"),
+    "DRAIN_RECEIVES_PER_BATCH": NumberSetting(10, 1, 100, "receives"),
+    "DRAIN_SAFETY_MARGIN_MS": NumberSetting(10_000, 0, MAX_LAMBDA_TIMEOUT_S * 1000, "ms"),
+    # The SQS maximum by default: a longer window than needed costs only disk.
+    "QUEUE_RETENTION_SECONDS": NumberSetting(
+        MAX_SQS_RETENTION_S, MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S, "seconds"
+    ),
+    "DLQ_RETENTION_SECONDS": NumberSetting(
+        MAX_SQS_RETENTION_S, MIN_SQS_RETENTION_S, MAX_SQS_RETENTION_S, "seconds"
+    ),
+    "LEDGER_RETENTION_MARGIN_SECONDS": NumberSetting(86_400, 0, 30 * 86_400, "seconds"),
+    "LEDGER_PRUNE_BATCH_ROWS": NumberSetting(5_000, 1, 1_000_000, "rows"),
+}
 
 
 class ConfigurationError(RuntimeError):
@@ -56,10 +96,6 @@ class Settings:
     dlq_retention_s: int
     ledger_retention_margin_s: int
     ledger_prune_batch_rows: int
-    # Part of a large batch masked by a second process (adapters/mask_worker): worth it only
-    # with two CPUs' worth of time. ``PARALLEL_MASKING``: auto (the default), on or off.
-    parallel_masking: bool = False
-    mask_worker_timeout_s: float = 10.0
 
     @property
     def ledger_retention_s(self) -> int:
@@ -82,24 +118,21 @@ class Settings:
             db_sslmode=env.get("DB_SSLMODE", "disable"),
             db_auth=env.get("DB_AUTH", "password"),
             db_host=env.get("DB_HOST") or None,
-            db_connect_timeout_s=_number(env, "DB_CONNECT_TIMEOUT_SECONDS", 5.0),
-            db_statement_timeout_ms=int(_number(env, "DB_STATEMENT_TIMEOUT_MS", 60_000)),
+            db_connect_timeout_s=_number(env, "DB_CONNECT_TIMEOUT_SECONDS"),
+            db_statement_timeout_ms=int(_number(env, "DB_STATEMENT_TIMEOUT_MS")),
             data_key_ciphertext=env.get("DATA_KEY_CIPHERTEXT") or None,
             data_key_parameter=env.get("DATA_KEY_PARAMETER") or None,
-            data_key_max_age_s=int(_number(env, "DATA_KEY_MAX_AGE_SECONDS", 300)),
+            data_key_max_age_s=int(_number(env, "DATA_KEY_MAX_AGE_SECONDS")),
             keyring_path=env.get("DATA_KEYRING_PATH", DEFAULT_KEYRING_PATH).rstrip("/"),
             queue_url=env.get("QUEUE_URL") or None,
-            mask_cache_size=int(_number(env, "MASK_CACHE_SIZE", 20_000)),
-            drain_wait_s=int(_number(env, "DRAIN_WAIT_SECONDS", 2)),
-            drain_receives_per_batch=int(_number(env, "DRAIN_RECEIVES_PER_BATCH", 10)),
-            drain_safety_margin_ms=int(_number(env, "DRAIN_SAFETY_MARGIN_MS", 10_000)),
-            # The SQS maximum by default: a longer window than needed costs only disk.
-            queue_retention_s=int(_number(env, "QUEUE_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
-            dlq_retention_s=int(_number(env, "DLQ_RETENTION_SECONDS", MAX_SQS_RETENTION_S)),
-            ledger_retention_margin_s=int(_number(env, "LEDGER_RETENTION_MARGIN_SECONDS", 86_400)),
-            ledger_prune_batch_rows=int(_number(env, "LEDGER_PRUNE_BATCH_ROWS", 5_000)),
-            parallel_masking=_parallel_masking(env),
-            mask_worker_timeout_s=_number(env, "MASK_WORKER_TIMEOUT_SECONDS", 10.0),
+            mask_cache_size=int(_number(env, "MASK_CACHE_SIZE")),
+            drain_wait_s=int(_number(env, "DRAIN_WAIT_SECONDS")),
+            drain_receives_per_batch=int(_number(env, "DRAIN_RECEIVES_PER_BATCH")),
+            drain_safety_margin_ms=int(_number(env, "DRAIN_SAFETY_MARGIN_MS")),
+            queue_retention_s=int(_number(env, "QUEUE_RETENTION_SECONDS")),
+            dlq_retention_s=int(_number(env, "DLQ_RETENTION_SECONDS")),
+            ledger_retention_margin_s=int(_number(env, "LEDGER_RETENTION_MARGIN_SECONDS")),
+            ledger_prune_batch_rows=int(_number(env, "LEDGER_PRUNE_BATCH_ROWS")),
         )
         if not (settings.database_url or settings.database_secret_arn):
             raise ConfigurationError("set DATABASE_URL or DATABASE_SECRET_ARN")
@@ -107,25 +140,6 @@ class Settings:
             raise ConfigurationError(
                 "set DATA_KEY_CIPHERTEXT (base64 KMS ciphertext of the data key)"
                 " or DATA_KEY_PARAMETER (the SSM parameter holding it)"
-            )
-        if not 0 <= settings.drain_wait_s <= MAX_SQS_WAIT_S:
-            raise ConfigurationError(f"DRAIN_WAIT_SECONDS must be 0-{MAX_SQS_WAIT_S}")
-        # Not 0 < nan, inf nor 1e300: the wait for the worker raised OverflowError (inf),
-        # failing every large batch, or ValueError (nan) (found in review).
-        if not 0 < settings.mask_worker_timeout_s <= MAX_LAMBDA_TIMEOUT_S:
-            raise ConfigurationError(
-                f"MASK_WORKER_TIMEOUT_SECONDS must be more than 0, at most {MAX_LAMBDA_TIMEOUT_S}"
-            )
-        if settings.drain_receives_per_batch < 1:
-            raise ConfigurationError("DRAIN_RECEIVES_PER_BATCH must be at least 1")
-        if min(settings.queue_retention_s, settings.dlq_retention_s) < MIN_SQS_RETENTION_S:
-            raise ConfigurationError(
-                f"QUEUE_RETENTION_SECONDS and DLQ_RETENTION_SECONDS must be at least"
-                f" {MIN_SQS_RETENTION_S} (the SQS minimum): set them to the queues' retention"
-            )
-        if settings.ledger_retention_margin_s < 0 or settings.ledger_prune_batch_rows < 1:
-            raise ConfigurationError(
-                "LEDGER_RETENTION_MARGIN_SECONDS must be >= 0 and LEDGER_PRUNE_BATCH_ROWS >= 1"
             )
         if settings.db_sslmode not in SSL_MODES:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}")
@@ -267,39 +281,21 @@ def connection_params_from_secret(
         ) from error
 
 
-# Lambda gives a function the time of one vCPU at 1,769 MB, in proportion below and above.
-LAMBDA_MB_PER_VCPU = 1_769
+def _shown(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
 
 
-def _parallel_masking(env: Mapping[str, str]) -> bool:
-    """``PARALLEL_MASKING``; auto: on where two processes can run at once, on Linux.
-
-    In Lambda, from two vCPUs' worth of memory (3,538 MB): below, the worker would only take
-    turns with the function on the CPU time it has. Elsewhere, from two usable CPUs. Only on
-    Linux: the worker is a fork, which macOS's system libraries do not survive.
-    """
-    # Empty is unset, as for every setting (template.yaml declares some empty for sam local).
-    value = (env.get("PARALLEL_MASKING") or "auto").strip().lower()
-    if value in ("on", "off"):
-        return value == "on"
-    if value != "auto":
-        raise ConfigurationError("PARALLEL_MASKING must be auto, on or off")
-    if sys.platform != "linux":
-        return False
-    memory_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-    if memory_mb:
-        try:
-            return int(memory_mb) >= 2 * LAMBDA_MB_PER_VCPU
-        except ValueError:
-            return False
-    return len(os.sched_getaffinity(0)) >= 2
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str) -> float:
+    """A numeric setting, checked against its range (``NUMBERS``); empty means the default."""
+    setting = NUMBERS[name]
     raw = env.get(name)
     if not raw:
-        return default
+        return setting.default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number") from None
+        value = math.nan
+    in_range = setting.low <= value <= setting.high  # False for nan
+    if not in_range or (setting.whole and not value.is_integer()):
+        raise ConfigurationError(f"{name} must be {setting.describe()}") from None
+    return value

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, SQSEv
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from login_etl.adapters.sqs_records import to_queue_messages
+from login_etl.deadline import Deadline
 from login_etl.domain.models import QueueMessage
 from login_etl.domain.validation import key_names
 from login_etl.drain import drain
@@ -39,7 +40,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """SQS batch -> ``{"batchItemFailures": [...]}``; scheduled event -> a drain summary;
     ``{"action": "prune-ledger"}`` -> a pruning summary."""
     if "Records" in event:
-        return handle_sqs_batch(SQSEvent(event), get_runtime())
+        return handle_sqs_batch(SQSEvent(event), context, get_runtime())
     if EventBridgeEvent(event).get("detail-type") == SCHEDULED_EVENT:
         return handle_schedule(context, get_runtime())
     if event.get("action") == PRUNE_LEDGER_ACTION:
@@ -48,22 +49,24 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     raise UnsupportedEventError(f"unsupported event with keys {key_names(event)}")
 
 
-def handle_sqs_batch(event: SQSEvent, runtime: Runtime) -> dict[str, Any]:
+def handle_sqs_batch(event: SQSEvent, context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     """The event source mapping's batch, with a partial batch response."""
-    # The raw records, not SQSRecord wrappers: those cost 10 µs a record (cProfile, 10,000
-    # records), a fifth of the whole batch once the masking was optimised.
-    # The messages are a temporary, not a local: freed before the collector resumes, which
-    # would otherwise traverse all of them at once (2 ms for 10,000 records) before returning.
+    # The raw records, not SQSRecord wrappers: those cost a fifth of the whole batch
+    # (docs/benchmarks.md). The messages are a temporary, not a local: freed before the
+    # collector resumes, which would otherwise traverse all of them at once before returning.
+    deadline = Deadline(context.get_remaining_time_in_millis)
     with cyclic_gc_paused():
-        return _process(to_queue_messages(event["Records"]), runtime).batch_item_failures()
+        messages = to_queue_messages(event["Records"])
+        return _process(messages, deadline, runtime).batch_item_failures()
 
 
 def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     """Drain ``QUEUE_URL`` until it is empty or the invocation's time runs short."""
     settings = runtime.settings
+    deadline = Deadline(context.get_remaining_time_in_millis)
     summary = drain(
         runtime.queue(),
-        lambda messages: _process(messages, runtime),
+        lambda messages: _process(messages, deadline, runtime),
         context.get_remaining_time_in_millis,
         receives_per_round=settings.drain_receives_per_batch,
         safety_margin_ms=settings.drain_safety_margin_ms,
@@ -80,19 +83,18 @@ def handle_prune(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
         runtime.store,
         settings.ledger_retention_s,
         settings.ledger_prune_batch_rows,
-        context.get_remaining_time_in_millis,
-        safety_margin_ms=settings.drain_safety_margin_ms,
+        Deadline(context.get_remaining_time_in_millis, settings.drain_safety_margin_ms),
     )
     report_prune(summary)
     return summary.as_response()
 
 
-def _process(messages: Sequence[QueueMessage], runtime: Runtime) -> BatchOutcome:
-    key = runtime.key.current()
+def _process(
+    messages: Sequence[QueueMessage], deadline: Deadline, runtime: Runtime
+) -> BatchOutcome:
+    mask = runtime.key.mask()
     today = datetime.now(UTC).date()
     with cyclic_gc_paused():
-        outcome = process_batch(
-            messages, key.mask, key.verify_claim, runtime.store, today, offload=key.worker
-        )
+        outcome = process_batch(messages, mask, runtime.store, today, deadline)
     report(outcome)
     return outcome

@@ -13,10 +13,10 @@ runs short and the next run goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from login_etl.deadline import Deadline
 from login_etl.ports import LedgerPruner
 
 PRUNE_LEDGER_ACTION = "prune-ledger"
@@ -47,20 +47,16 @@ class PruneSummary:
 
 
 def prune_ledger(
-    pruner: LedgerPruner,
-    retention_s: int,
-    batch_rows: int,
-    remaining_ms: Callable[[], int],
-    safety_margin_ms: int,
+    pruner: LedgerPruner, retention_s: int, batch_rows: int, deadline: Deadline
 ) -> PruneSummary:
     """Delete entries older than ``retention_s`` until none is left or time runs short."""
     out_of_time = False
 
     def keep_going() -> bool:
         nonlocal out_of_time
-        out_of_time = remaining_ms() <= safety_margin_ms
+        out_of_time = deadline.left_s() <= 0
         return not out_of_time
 
-    deleted = pruner.prune(retention_s, batch_rows, keep_going)
+    deleted = pruner.prune(retention_s, batch_rows, keep_going, deadline)
     stop = PruneStop.TIME_LIMIT if out_of_time else PruneStop.DONE
     return PruneSummary(deleted, retention_s, stop)

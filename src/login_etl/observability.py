@@ -104,13 +104,3 @@ def report_prune(summary: PruneSummary) -> None:
     if is_metrics_disabled():
         return
     metrics.add_metric(name="LedgerRowsPruned", unit=MetricUnit.Count, value=summary.deleted)
-
-
-def report_mask_worker_failure(error_class: str) -> None:
-    """The mask worker failed: this batch's values are masked in the function's own process."""
-    logger.warning(
-        "mask worker failed: masking in this process", extra={"error_class": error_class}
-    )
-    if is_metrics_disabled():
-        return
-    metrics.add_metric(name="MaskWorkerFailed", unit=MetricUnit.Count, value=1)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
+from login_etl.deadline import Deadline
 from login_etl.domain.models import QueueMessage, UserLoginRow
 
 
@@ -26,36 +27,26 @@ class WriteResult:
 class LoginStore(Protocol):
     """Where rows go: exactly once per message id, all of a call in one transaction."""
 
-    def write(self, rows: Sequence[tuple[str, UserLoginRow]]) -> WriteResult:
-        """Write (message id, row) pairs; message ids are unique within one call."""
-        ...
+    def write(
+        self, rows: Sequence[tuple[str, UserLoginRow]], deadline: Deadline | None = None
+    ) -> WriteResult:
+        """Write (message id, row) pairs; message ids are unique within one call.
 
-
-@runtime_checkable
-class StreamingLoginStore(LoginStore, Protocol):
-    """A store that writes while the rows are still being made: its waits overlap our work."""
-
-    def write_streamed(self, keys: Sequence[str], rows: Iterable[UserLoginRow]) -> WriteResult:
-        """``write(list(zip(keys, rows)))``, with the ids known first and the rows made lazily.
-
-        ``rows`` yields one row per id, in order; the store takes each as soon as it is made.
+        Raises ``DeadlineExceededError`` (nothing written) rather than run past ``deadline``.
         """
-        ...
-
-
-class MaskOffload(Protocol):
-    """Masks values somewhere else while the caller works: a batch's masking on two CPUs."""
-
-    def submit(self, values: list[str]) -> Callable[[], list[str]]:
-        """Start masking ``values``; the returned call waits and gives one token per value,
-        in order, as the mask function would have (it never gives anything else)."""
         ...
 
 
 class LedgerPruner(Protocol):
     """Forgets ledger entries older than the window in which a message can come back."""
 
-    def prune(self, retention_s: float, batch_rows: int, keep_going: Callable[[], bool]) -> int:
+    def prune(
+        self,
+        retention_s: float,
+        batch_rows: int,
+        keep_going: Callable[[], bool],
+        deadline: Deadline | None = None,
+    ) -> int:
         """Delete entries older than ``retention_s`` a batch at a time while ``keep_going()``
         says so and old entries remain; the number deleted."""
         ...

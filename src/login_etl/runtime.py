@@ -20,14 +20,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from login_etl.adapters import aws
 from login_etl.adapters.config_stores import read_json_secret
 from login_etl.adapters.kms_data_key import DataKeyError, KmsDataKeySource
-from login_etl.adapters.mask_worker import MaskWorker
-from login_etl.adapters.postgres_connection import (
-    ConnectionParams,
+from login_etl.adapters.postgres.connection import ConnectionParams
+from login_etl.adapters.postgres.credentials import (
     ConnectionParamsSource,
     FixedParams,
+    IamTokenParams,
+    RereadParams,
 )
-from login_etl.adapters.postgres_store import PostgresLoginStore
-from login_etl.adapters.rds_iam_auth import IamTokenParams
+from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.adapters.sqs_queue import SqsQueue
 from login_etl.config import (
     KMS_ENCRYPTION_CONTEXT,
@@ -37,7 +37,6 @@ from login_etl.config import (
     connection_params_from_url,
 )
 from login_etl.domain.masking import DeterministicMasker
-from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier, VerifyClaim
 from login_etl.observability import report_key_refresh_failure
 
 # What a refresh can fail with: SSM (Powertools wraps every error), KMS (an API error, or no
@@ -46,13 +45,10 @@ REFRESH_ERRORS = (GetParameterError, ClientError, BotoCoreError, DataKeyError)
 
 
 class LoadedKey(NamedTuple):
-    """What the pipeline gets from one data key: its mask function and its claim verifier,
-    and the worker process that masks with it too (``PARALLEL_MASKING``)."""
+    """What the pipeline gets from one data key: its id and its (cached) mask function."""
 
     key_id: int
     mask: Callable[[str], str]
-    verify_claim: VerifyClaim
-    worker: MaskWorker | None = None
 
 
 class CurrentKey:
@@ -61,9 +57,7 @@ class CurrentKey:
     The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS`` (Powertools'
     parameter cache), so a rotation reaches warm containers within that time; KMS is called
     only when the ciphertext changed. The mask function is cached per key (repeated devices
-    and IPs cost one encryption per container). Redrive claims are verified with the same
-    key: a claim signed with a key the function does not hold yet fails, and passes once the
-    rotation reaches the container.
+    and IPs cost one encryption per container).
 
     A refresh that fails (SSM or KMS down, a new ciphertext KMS refuses) keeps the key already
     held: it is still a valid key, and a rotation only needs to reach the container eventually.
@@ -87,7 +81,7 @@ class CurrentKey:
         self._decrypt = decrypt or _kms_decrypt
         self._clock = clock
         # Made on first read: not needed with DATA_KEY_CIPHERTEXT, and a first SSM client
-        # costs 83 ms and 13 MB of the cold start (measured).
+        # is a noticeable part of the cold start (docs/benchmarks.md).
         self._provider: SSMProvider | None = None
         self._loaded: tuple[str, LoadedKey] | None = None
         self._hold_until = 0.0  # after a failed refresh: no new attempt before then
@@ -100,10 +94,7 @@ class CurrentKey:
         try:
             ciphertext = self._read()
             if loaded is None or loaded[0] != ciphertext:
-                replaced = loaded
                 loaded = self._loaded = (ciphertext, self._load(ciphertext))
-                if replaced is not None and replaced[1].worker is not None:
-                    replaced[1].worker.close()  # it masks with the key just replaced
         except REFRESH_ERRORS as error:
             if loaded is None:
                 raise  # no key to fall back on: the invocation fails and is retried
@@ -116,19 +107,9 @@ class CurrentKey:
         return self.current().mask
 
     def _load(self, ciphertext: str) -> LoadedKey:
-        key = self._decrypt(ciphertext)
-        masker = DeterministicMasker(key)
-        settings = self._settings
-        mask = lru_cache(maxsize=settings.mask_cache_size)(masker.mask)
-        worker = (  # its process is forked at the first large batch, not here
-            MaskWorker(mask, settings.mask_worker_timeout_s) if settings.parallel_masking else None
-        )
-        return LoadedKey(masker.key_id, mask, ClaimVerifier([ClaimKey(key)]), worker)
-
-    def close(self) -> None:
-        """End the current key's worker process, if any (it is made again when needed)."""
-        if self._loaded is not None and self._loaded[1].worker is not None:
-            self._loaded[1].worker.close()
+        masker = DeterministicMasker(self._decrypt(ciphertext))
+        mask = lru_cache(maxsize=self._settings.mask_cache_size)(masker.mask)
+        return LoadedKey(masker.key_id, mask)
 
     def _read_ciphertext(self) -> str:
         settings = self._settings
@@ -189,7 +170,6 @@ def reset_runtime() -> None:
     global _runtime  # noqa: PLW0603
     if _runtime is not None:
         _runtime.store.close()
-        _runtime.key.close()
     _runtime = None
 
 
@@ -200,25 +180,6 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings, key, PostgresLoginStore(connection_params_source(settings)))
 
 
-class SecretConnectionParams:
-    """Connection parameters from the Secrets Manager secret, re-read when they stop working.
-
-    RDS-managed secrets rotate on a schedule; the store asks for a refresh after an
-    authentication failure, so a warm container follows the rotation on its next connect.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._cached: ConnectionParams | None = None
-
-    def params(self, *, refresh: bool = False) -> ConnectionParams:
-        """The secret's parameters, read once and again on ``refresh``."""
-        if self._cached is None or refresh:
-            secret = read_json_secret(aws.secretsmanager(), str(self._settings.database_secret_arn))
-            self._cached = connection_params_from_secret(secret, self._settings)
-        return self._cached
-
-
 def connection_params_source(settings: Settings) -> ConnectionParamsSource:
     """From DATABASE_URL if set (fixed), else from the Secrets Manager secret (rotating);
     with ``DB_AUTH=iam``, a fresh IAM token as the password at every connect."""
@@ -226,7 +187,12 @@ def connection_params_source(settings: Settings) -> ConnectionParamsSource:
     if settings.database_url:
         source = FixedParams(connection_params_from_url(settings.database_url, settings))
     else:
-        source = SecretConnectionParams(settings)
+        arn = str(settings.database_secret_arn)
+        source = RereadParams(
+            lambda: connection_params_from_secret(
+                read_json_secret(aws.secretsmanager(), arn), settings
+            )
+        )
     if settings.db_auth == "iam":
         return IamTokenParams(source, aws.rds())
     return source

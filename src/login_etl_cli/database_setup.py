@@ -10,8 +10,8 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
-from login_etl.adapters.postgres_schema import LEDGER, TABLE
-from login_etl.adapters.postgres_store import ensure_schema, table_exists
+from login_etl.adapters.postgres.schema import LEDGER, TABLE, ensure_schema, table_exists
+from login_etl.adapters.postgres.transaction import Session
 from login_etl_cli.audit import AUDIT_TABLE, ensure_audit_table
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def grants_sql() -> str:
 def init_database(conn: pg8000.native.Connection) -> list[str]:
     """Create the missing schema objects, then the roles and grants; the objects created."""
     missing = [name for name in SCHEMA_OBJECTS if not table_exists(conn, name)]
-    ensure_schema(conn)
+    ensure_schema(Session(conn))
     ensure_audit_table(conn)
     apply_grants(conn)
     return missing

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from login_etl.domain.errors import InvalidMessageError
 from login_etl.domain.redrive_claim import (
     CLAIM_ATTRIBUTE,
     ClaimKey,
@@ -30,6 +29,8 @@ from login_etl.domain.redrive_claim import (
     VerifyClaim,
     sent_time_ms,
 )
+
+from login_etl.domain.errors import InvalidMessageError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from login_etl.adapters.postgres_schema import TABLE
+from login_etl.adapters.postgres.schema import TABLE
 from login_etl.domain.keyring import Keyring, UnmaskError
 from login_etl.domain.masking import token_prefix
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from login_etl.adapters.postgres_schema import TABLE
-from login_etl.adapters.postgres_store import table_exists
+from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl.domain.app_version import SQL_DECODE_EXPRESSION
 
 if TYPE_CHECKING:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from login_etl.adapters.postgres_schema import COLUMNS, TABLE
-from login_etl.adapters.postgres_store import table_exists
+from login_etl.adapters.postgres.schema import COLUMNS, TABLE, table_exists
 from login_etl.domain.keyring import Keyring, UnmaskError
 
 if TYPE_CHECKING:

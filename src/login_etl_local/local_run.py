@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pg8000.native
 
-from login_etl.adapters.postgres_schema import TABLE
-from login_etl.adapters.postgres_store import table_exists
+from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl_cli.dead_letters import peek_dead_letters
 from login_etl_local.event_source_mapping import DeliveryStats, run_event_source_mapping
 from login_etl_local.schedule import run_schedule

@@ -14,7 +14,7 @@ from login_etl.handler import lambda_handler
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import run_event_source_mapping
 from login_etl_local.provisioning import Provisioned
-from tests.conftest import REAL_DATA
+from tests.real_data import REAL_DATA
 from tests.sqs_helpers import dlq_bodies, independent_fernet
 
 pytestmark = [

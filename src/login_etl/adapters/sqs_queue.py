@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from login_etl.domain.models import QueueMessage
-from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
 from login_etl.ports import DeleteFailure, ReceivedMessage
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ class SqsQueue:
             MaxNumberOfMessages=SQS_BATCH_LIMIT,
             WaitTimeSeconds=self._wait_time_s,
             MessageSystemAttributeNames=["SentTimestamp", "MessageGroupId"],
-            MessageAttributeNames=[CLAIM_ATTRIBUTE],
         )
         return [_received(m) for m in response.get("Messages", [])]
 
@@ -70,15 +68,12 @@ class SqsQueue:
 
 def _received(message: MessageTypeDef) -> ReceivedMessage:
     attributes = message.get("Attributes", {})
-    claim = message.get("MessageAttributes", {}).get(CLAIM_ATTRIBUTE)
     return ReceivedMessage(
         QueueMessage(
             message_id=message["MessageId"],
             body=message["Body"],
             sent_timestamp_ms=attributes.get("SentTimestamp"),
             group_id=attributes.get("MessageGroupId"),
-            # A claim without a string value (a Binary attribute) is malformed, not absent.
-            redrive_claim=claim.get("StringValue", "") if claim is not None else None,
         ),
         message["ReceiptHandle"],
     )

@@ -1,7 +1,7 @@
 """The records of an SQS event, as Lambda delivers them, -> ``QueueMessage``s.
 
 Lambda's records are well formed in practice, but one odd record (a ``body`` that is null or an
-object, a ``SentTimestamp`` that is a number, ``messageAttributes`` of the wrong type) must not
+object, a ``SentTimestamp`` that is a number, an ``attributes`` that is no map) must not
 fail the whole batch: it becomes a message with a ``defect``, which the pipeline reports by its
 ``messageId`` with the reason (retried, then dead-lettered) while the others are written.
 Details name fields and JSON types, never values.
@@ -13,12 +13,7 @@ from typing import Any
 
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.domain.models import QueueMessage, new_tuple
-from login_etl.domain.redrive_claim import CLAIM_ATTRIBUTE
 from login_etl.domain.validation import json_type
-
-# messageAttributes of a record without any (Lambda sends {}); compared with ==, so [] or ""
-# (odd records) are not among them.
-_NO_ATTRIBUTES: tuple[object, ...] = (None, {})
 
 
 class MalformedEventError(ValueError):
@@ -28,10 +23,10 @@ class MalformedEventError(ValueError):
 def to_queue_messages(records: object) -> list[QueueMessage]:
     """Every record of ``event["Records"]``; raises only for a record that cannot be named.
 
-    The usual record (string id and body, an attributes map with string values, no message
-    attributes) is read inline: the checks of ``to_queue_message``, one function each, were
-    10,100 instructions a record (callgrind), as much as validating its body. Any other record
-    goes through ``to_queue_message``; a property test holds the two equal.
+    The usual record (string id and body, an attributes map with string values) is read
+    inline: the checks of ``to_queue_message``, one function each, cost as much as validating
+    the body (docs/instructions.md). Any other record goes through ``to_queue_message``; a
+    property test holds the two equal.
     """
     if not isinstance(records, list):
         raise MalformedEventError(f"Records must be an array, got {json_type(records)}")
@@ -50,14 +45,11 @@ def to_queue_messages(records: object) -> list[QueueMessage]:
                 and message_id
                 and type(body) is str
                 and type(attributes) is dict
-                and record.get("messageAttributes") in _NO_ATTRIBUTES
             ):
                 sent = attributes.get("SentTimestamp")
                 group = attributes.get("MessageGroupId")
                 if (sent is None or type(sent) is str) and (group is None or type(group) is str):
-                    messages.append(
-                        new_tuple(QueueMessage, (message_id, body, sent, group, None, None))
-                    )
+                    messages.append(new_tuple(QueueMessage, (message_id, body, sent, group, None)))
                     continue
         messages.append(to_queue_message(record))
     return messages
@@ -82,12 +74,11 @@ def to_queue_message(record: object) -> QueueMessage:
             _body(record),
             _sent_timestamp(attributes),
             _group_id(group_id),
-            _claim(record),
         )
     except InvalidMessageError as defect:
         # Its FIFO group, if readable, so that later messages of the group wait for it.
         group = group_id if isinstance(group_id, str) else None
-        return QueueMessage(message_id, "", None, group, None, defect)
+        return QueueMessage(message_id, "", None, group, defect)
 
 
 def _body(record: dict[str, Any]) -> str:
@@ -113,24 +104,6 @@ def _group_id(group_id: object) -> str | None:
     if group_id is not None and not isinstance(group_id, str):
         raise _malformed(f"MessageGroupId must be a string, got {json_type(group_id)}")
     return group_id
-
-
-def _claim(record: dict[str, Any]) -> str | None:
-    """The raw redrive claim; an attribute that is there but odd is an invalid claim."""
-    attributes = record.get("messageAttributes")
-    if attributes is None:
-        return None
-    if not isinstance(attributes, dict):
-        raise _malformed(f"messageAttributes must be an object, got {json_type(attributes)}")
-    if CLAIM_ATTRIBUTE not in attributes:
-        return None
-    claim = attributes[CLAIM_ATTRIBUTE]
-    value = claim.get("stringValue") if isinstance(claim, dict) else None
-    if not isinstance(value, str):  # a Binary attribute, null, a bare string...
-        raise InvalidMessageError(
-            Reason.INVALID_REDRIVE_CLAIM, "the redrive claim attribute has no string value"
-        )
-    return value
 
 
 def _malformed(detail: str) -> InvalidMessageError:

@@ -22,8 +22,6 @@ class Reason(StrEnum):
     MALFORMED_RECORD = "malformed_record"  # the SQS record itself, not its body
     REJECTED_BY_DATABASE = "rejected_by_database"
     EARLIER_IN_GROUP_FAILED = "earlier_in_group_failed"
-    # The redrive attribute is present but does not verify: never deduplicated on, never ignored.
-    INVALID_REDRIVE_CLAIM = "invalid_redrive_claim"
 
 
 class InvalidMessageError(ValueError):

@@ -15,12 +15,12 @@ _MAX_DIGITS = len(str(_MAX_MS))
 
 
 # Day number -> date: a batch spans a day or two, and date.fromordinal was a third of this
-# function (callgrind). Bounded, though it grows by one entry a day.
+# function (docs/instructions.md). Bounded, though it grows by one entry a day.
 _DATES: dict[int, date] = {}
 _DATES_MAX = 1_024
 # The day of the last timestamp: its first millisecond and the next day's, as decimal text of
 # the same length (compared as text, equal-length digit strings order as numbers) and the date.
-# Most timestamps of a batch fall in it: 4,300 instructions down to 1,300 (callgrind).
+# Most timestamps of a batch fall in it, and skip the conversion (docs/instructions.md).
 _last_day: tuple[str, str, date | None] = ("", "", None)
 
 
@@ -76,12 +76,4 @@ def to_row(event: LoginEvent, mask: Callable[[str], str], day: date) -> UserLogi
     user_id, device_type, ip, locale, version, device_id = event
     return new_tuple(
         UserLoginRow, (user_id, device_type, mask(ip), mask(device_id), locale, version, day)
-    )
-
-
-def masked_row(event: LoginEvent, masked_ip: str, masked_device_id: str, day: date) -> UserLoginRow:
-    """``to_row`` with the two masks already made (by ``ports.MaskOffload``)."""
-    user_id, device_type, _, locale, version, _ = event
-    return new_tuple(
-        UserLoginRow, (user_id, device_type, masked_ip, masked_device_id, locale, version, day)
     )

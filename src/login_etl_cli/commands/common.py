@@ -11,7 +11,7 @@ from urllib.parse import quote
 import boto3
 import pg8000.native
 
-from login_etl.adapters.postgres_connection import connect
+from login_etl.adapters.postgres.connection import connect
 from login_etl.config import (
     DEFAULT_KEYRING_PATH,
     ConfigurationError,

@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import Any
 
-from login_etl.adapters.postgres_store import PostgresLoginStore
+from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
 from login_etl_cli.commands.arguments import actions, add_command, int_between
 from login_etl_cli.commands.common import POSTGRES, database_url

@@ -9,8 +9,7 @@ from typing import Any
 
 import boto3
 
-from login_etl.adapters.postgres_schema import TABLE
-from login_etl.adapters.postgres_store import table_exists
+from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl_cli.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
 from login_etl_cli.commands.arguments import actions, add_command, int_between
 from login_etl_cli.commands.common import AWS, POSTGRES, UserError, database, key_store

@@ -25,7 +25,7 @@ import boto3
 import pg8000.native
 import pytest
 
-from login_etl.adapters.postgres_connection import connect
+from login_etl.adapters.postgres.connection import connect
 from login_etl.config import Settings, connection_params_from_url
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime

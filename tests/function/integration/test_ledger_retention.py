@@ -4,6 +4,7 @@ without getting in the way of writers."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -15,8 +16,9 @@ from pathlib import Path
 import pg8000.native
 import pytest
 
-from login_etl.adapters.postgres_store import PostgresLoginStore
+from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
+from login_etl.deadline import Deadline
 from login_etl.domain.models import UserLoginRow
 from login_etl.ledger_pruning import PruneStop, prune_ledger
 from login_etl.runtime import connection_params
@@ -81,7 +83,7 @@ def test_the_ledger_stays_flat_over_many_windows_and_nothing_is_doubled(
         written += result.written
         duplicates += result.duplicates
         age_everything(db, HOUR)
-        summary = prune_ledger(store, 3 * HOUR, 50, lambda: 60_000, safety_margin_ms=1_000)
+        summary = prune_ledger(store, 3 * HOUR, 50, Deadline(lambda: 60_000, margin_ms=1_000))
         assert summary.stopped_because is PruneStop.DONE
         sizes.append(count(db, "login_etl_processed_messages"))
 
@@ -96,9 +98,10 @@ def test_pruning_stops_when_time_runs_short(
 ) -> None:
     store.write([(f"m{i}", ROW) for i in range(500)])
     age_everything(db, 3 * HOUR)
-    clock = iter([60_000, 60_000, 500])  # two batches, then under the margin
+    # Two batches (each asks twice: whether to go on, and for its timeouts), then too late.
+    clock = itertools.chain([60_000] * 4, itertools.repeat(500))
 
-    summary = prune_ledger(store, HOUR, 100, lambda: next(clock), safety_margin_ms=1_000)
+    summary = prune_ledger(store, HOUR, 100, Deadline(lambda: next(clock), margin_ms=1_000))
 
     assert (summary.deleted, summary.stopped_because) == (200, PruneStop.TIME_LIMIT)
     assert count(db, "login_etl_processed_messages") == 300

@@ -42,7 +42,8 @@ from login_etl_local.event_source_mapping import LocalContext, run_event_source_
 from login_etl_local.provisioning import Provisioned
 from login_etl_local.schedule import run_schedule
 from login_etl_local.stack_record import LocalStack, patched_environ
-from tests.conftest import REAL_DATA
+from tests.postgres_helpers import given_table
+from tests.real_data import REAL_DATA
 from tests.sqs_helpers import receive_event
 
 
@@ -287,3 +288,42 @@ def test_debug_logs_of_every_library_carry_no_secret(
         for kind, values in needles.items()
     }
     assert {kind: loggers for kind, loggers in leaks.items() if loggers} == {}
+
+
+RAW_IP, RAW_DEVICE = "199.172.111.135", "593-47-5928"
+
+
+def test_a_database_error_quoting_the_whole_row_carries_no_raw_pii(
+    queue: Provisioned, db: pg8000.native.Connection, function_logs: Any
+) -> None:
+    """pg8000's error dict carries the server's message, detail and context: a trigger that
+    quotes NEW in all three reaches the Lambda runtime's error line. Only tokens are there:
+    raw values never reach the database."""
+    given_table(db)
+    db.run(
+        "CREATE FUNCTION quote_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        # XX000: not about a row, so the whole invocation fails with the server's text.
+        "RAISE EXCEPTION 'row %', NEW USING DETAIL = NEW::text, HINT = NEW::text,"
+        " ERRCODE = 'XX000'; END $$"
+    )
+    db.run(
+        "CREATE TRIGGER quote_row BEFORE INSERT ON user_logins"
+        " FOR EACH ROW EXECUTE FUNCTION quote_row()"
+    )
+    body = json.dumps(
+        {
+            "user_id": "u1",
+            "app_version": "2.3.0",
+            "device_type": "android",
+            "ip": RAW_IP,
+            "locale": "RU",
+            "device_id": RAW_DEVICE,
+        }
+    )
+    send_bodies(boto3.client("sqs"), queue.queue_url, [body])
+    with pytest.raises(pg8000.native.DatabaseError) as raised:
+        lambda_handler(receive_event(queue, 1), LocalContext())
+    text = f"{raised.value!s} {raised.value!r} {function_logs.getvalue()}"
+    assert "row (u1,android," in text  # the row is really quoted...
+    assert RAW_IP not in text  # ...as tokens only
+    assert RAW_DEVICE not in text

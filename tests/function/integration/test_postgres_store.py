@@ -5,7 +5,7 @@ from datetime import date
 import pg8000.native
 import pytest
 
-from login_etl.adapters.postgres_store import STREAM_MIN_ROWS, PostgresLoginStore
+from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
 from login_etl.domain.models import UserLoginRow
 from login_etl.runtime import connection_params
@@ -124,8 +124,7 @@ def test_a_session_carries_no_state_after_writes(
     refused row, nothing outlives a transaction (settings, prepared statements, locks)."""
     store.write([("m1", row())])
     store.write([("m2", row()), ("bad", row("x" * 129))])  # the isolation path too
-    streamed = [f"s{i}" for i in range(STREAM_MIN_ROWS)]  # the writer thread's transaction
-    assert store.write_streamed(streamed, (row() for _ in streamed)).written == len(streamed)
+    store.prune(0, 10, lambda: True)
     conn = store._session.conn  # type: ignore[union-attr]  # the store's own session
     assert conn.run("SELECT name FROM pg_settings WHERE source = 'session'") == []
     assert conn.run("SELECT count(*) FROM pg_prepared_statements") == [[0]]
@@ -134,3 +133,4 @@ def test_a_session_carries_no_state_after_writes(
     assert conn.run(locks) == [[0]]
     assert conn.run("SHOW statement_timeout") == [["0"]]  # set per transaction, gone after
     assert conn.run("SHOW lock_timeout") == [["0"]]
+    assert conn.run("SHOW idle_in_transaction_session_timeout") == [["0"]]

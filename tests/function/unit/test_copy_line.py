@@ -7,7 +7,7 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_etl.adapters.postgres_store import _copy_line
+from login_etl.adapters.postgres.copy_rows import copy_line
 from login_etl.domain.models import UserLoginRow
 
 ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -38,5 +38,5 @@ def test_a_line_is_the_row_in_copy_text_format(
     user_id: str, device_type: str, locale: str | None, version: int, day: date
 ) -> None:
     row = UserLoginRow(user_id, device_type, "gAAAA-ip_=", "gAAAA-dev=", locale, version, day)
-    assert _copy_line(row) == reference(row)
-    assert _copy_line(row) == reference(row)  # again, with the day's text kept
+    assert copy_line(row) == reference(row)
+    assert copy_line(row) == reference(row)  # again, with the day's text kept

@@ -17,7 +17,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from login_etl import config
-from login_etl.config import ConfigurationError, Settings, connection_params_from_url
+from login_etl.config import (
+    ConfigurationError,
+    Settings,
+    connection_params_from_url,
+    parse_database_url,
+)
+from login_etl_cli.commands.common import redact
 
 SETTINGS = Settings.from_env({"DATABASE_URL": "-", "DATA_KEY_CIPHERTEXT": "-"})
 
@@ -137,3 +143,39 @@ def test_settings_repr_hides_the_url() -> None:
         {"DATABASE_URL": "postgresql://login:Zq9vKWx7@db/app", "DATA_KEY_CIPHERTEXT": "x"}
     )
     assert "Zq9vKWx7" not in repr(settings)
+
+
+# Not here: an all-digit password with the '@' forgotten ("admin:9876/db") parses as host
+# "admin", port 9876, and `redact` then shows the password as the port (docs/security.md).
+HOSTILE_PASSWORDS = ("S3cr/et?#[x]", "p@ss:w/o#rd", "s3cret", "%zz", "ab%E9cd", "x]y[z")
+
+
+@pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "postgresql://admin:{p}@db.example:5432/logins",
+        "postgresql://admin:{p}/db.example/logins",  # '@' forgotten
+        "postgres://admin:{p}@[::1/logins",
+        "postgresql://admin:{p}@db.example:99999/logins",
+        "mysql://admin:{p}@db.example/logins",
+    ],
+)
+def test_no_fragment_of_a_password_in_a_database_url_error(template: str, password: str) -> None:
+    url = template.format(p=password)
+    fragments = {password[i : i + 3] for i in range(len(password) - 2)}
+    try:
+        parts = parse_database_url(url)
+    except ConfigurationError as error:
+        shown = f"{error!s} {error!r} {error.__cause__!r}"  # what a traceback shows
+    else:
+        assert parts.host == "db.example", parts  # never a host made of the password
+        shown = redact(url)
+    assert not {f for f in fragments if f in shown.replace("***", "")}, shown
+
+
+def test_no_exception_attached_to_a_database_url_error_holds_the_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        parse_database_url("postgresql://admin:Sup3r%E9Secret@db.example/logins")
+    attached = [raised.value.__cause__, raised.value.__context__]
+    assert not any("Secret" in repr(error) for error in attached), attached

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from cfnlint.decode import cfn_yaml
 
-from login_etl.adapters.postgres_schema import CREATE_TABLE
+from login_etl.adapters.postgres.schema import CREATE_TABLE
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
 
 ROOT = Path(__file__).resolve().parents[3]

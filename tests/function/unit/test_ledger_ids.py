@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_etl.adapters.postgres_ledger import json_array
+from login_etl.adapters.postgres.ledger import json_array
 
 ids = st.one_of(
     st.uuids().map(str),
@@ -19,3 +20,10 @@ ids = st.one_of(
 @given(st.lists(ids, max_size=6))
 def test_the_array_reads_back_as_the_ids(message_ids: list[str]) -> None:
     assert json.loads(json_array(message_ids)) == message_ids
+
+
+@given(st.lists(st.text(max_size=8), max_size=6))
+def test_the_ledger_array_is_json(ids: list[str]) -> None:
+    """The hand-made JSON array of ids reads back as the ids (or is json.dumps's)."""
+    parsed: Any = json.loads(json_array(ids))
+    assert parsed == ids

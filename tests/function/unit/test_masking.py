@@ -147,3 +147,11 @@ def reference_mask(key: bytes, value: str) -> str:
 @given(texts)
 def test_the_mask_is_the_stated_construction(value: str) -> None:
     assert MASKER.mask(value) == reference_mask(KEY, value)
+
+
+@pytest.mark.parametrize("size", range(50))
+@pytest.mark.parametrize("unit", ["a", "é", "\U0001f600"])
+def test_the_mask_is_the_construction_at_every_length(size: int, unit: str) -> None:
+    """0..49 characters of 1, 2 and 4 UTF-8 bytes: every padding length, one to 13 blocks."""
+    value = unit * size
+    assert MASKER.mask(value) == reference_mask(KEY, value)

@@ -17,6 +17,7 @@ from login_etl.domain.validation import (
     canonical_ip,
     parse_login,
 )
+from tests.login_strategies import valid_logins
 
 VALID: dict[str, Any] = {
     "user_id": "424cdd21-063a-43a7-b91b-7ca1a833afae",
@@ -151,18 +152,6 @@ def test_errors_never_echo_the_value(field: str, value: str) -> None:
         with pytest.raises(InvalidMessageError) as info:
             parse_login(text)
         assert value not in str(info.value)
-
-
-valid_logins = st.fixed_dictionaries(
-    {
-        "user_id": st.text(min_size=1, max_size=128).filter(lambda s: "\x00" not in s),
-        "app_version": st.tuples(*[st.integers(0, 999)] * 3).map(lambda t: ".".join(map(str, t))),
-        "device_type": st.sampled_from(["ios", "android"]),
-        "ip": st.ip_addresses(v=4).map(str),
-        "locale": st.none() | st.text(min_size=1, max_size=32).filter(lambda s: "\x00" not in s),
-        "device_id": st.from_regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", fullmatch=True),
-    }
-)
 
 
 @given(valid_logins)
@@ -386,3 +375,72 @@ def test_each_edge_of_the_usual_body_reads_as_the_full_rules_read_it(key: str, r
 def test_the_usual_body_with_other_separators(separator: str, colon: str) -> None:
     text = "{" + separator.join(f'"{k}"{colon}{json.dumps(v)}' for k, v in VALID.items()) + "}"
     assert outcome(parse_login, text) == outcome(checked_only, text)
+
+
+# --- raw body text that json.dumps never writes, against the fast path ---------------------
+
+# Raw JSON text for a value: what a producer may write, beyond what json.dumps writes.
+RAW_VALUES = [
+    '"1.2.3.4"',
+    '"01.2.3.4"',
+    '"1.0"',
+    '"2.3.0"',
+    '"ios"',
+    '"u"',
+    "null",
+    "true",
+    "false",
+    "1e3",
+    "-0",
+    "1" + "0" * 5_000,  # past int()'s digit limit
+    "NaN",
+    "Infinity",
+    "[]",
+    "{}",
+    '{"a": "b"}',
+    '"\\u0041"',
+    '"\\ud800"',
+    '"\\ud83d\\ude00"',
+    '"a\\u0000"',
+    '"tab\there"',  # a raw control character inside a string: not JSON
+    '"\x7f"',
+    '"é"',
+    '""',
+    '" "',
+    '"' + "u" * 129 + '"',
+]
+KEYS = [*VALID, "extra", "user_id ", "\\u0075ser_id"]
+PADDING = ["", " ", "\n", "\ufeff", "\t", "{", "}", ",", "x"]
+
+
+@st.composite
+def raw_bodies(draw: st.DrawFn) -> str:
+    """An object's text written by hand: keys repeated, left out or extra; raw values."""
+    fields = {k: f'"{v}"' if isinstance(v, str) else "null" for k, v in VALID.items()}
+    pairs = [f'"{k}": {v}' for k, v in fields.items()]
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.sampled_from(KEYS))
+        value = draw(st.sampled_from(RAW_VALUES))
+        where = draw(st.integers(0, len(pairs)))
+        if draw(st.booleans()) and pairs:
+            pairs[min(where, len(pairs) - 1)] = f'"{key}": {value}'  # replace
+        else:
+            pairs.insert(where, f'"{key}": {value}')  # add: maybe a duplicate key
+    separator = draw(st.sampled_from([",", ", ", ",\n", " ,"]))
+    lead, trail = draw(st.sampled_from(PADDING)), draw(st.sampled_from(PADDING))
+    return f"{lead}{{{separator.join(pairs)}}}{trail}"
+
+
+@example(
+    '{"user_id": "a", "user_id": "b", "app_version": "1.0", "device_type": "ios",'
+    ' "ip": "1.2.3.4", "locale": null, "device_id": "d"}'
+)
+@example(
+    '\ufeff{"user_id": "a", "app_version": "1.0", "device_type": "ios",'
+    ' "ip": "1.2.3.4", "locale": null, "device_id": "d"}'
+)
+@given(raw_bodies())
+def test_raw_bodies_get_the_same_answer_from_the_fast_path(text: str) -> None:
+    expected = outcome(checked_only, text)
+    assert outcome(parse_login, text) == expected
+    assert outcome(parse_login, text) == expected  # again, its app_version now known

@@ -25,13 +25,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from login_etl.adapters.postgres_connection import (
-    ISOLATION_TIMEOUT_FACTOR,
-    Session,
-    begin_session,
-)
-from login_etl.adapters.postgres_schema import COLUMNS, INSERT_LEDGER, TABLE
+from login_etl.adapters.postgres.schema import COLUMNS, INSERT_LEDGER, TABLE
+from login_etl.adapters.postgres.transaction import Session, transaction
+from login_etl.deadline import Deadline
 from login_etl.domain.models import UserLoginRow
+
+# Isolating refused rows tries each row of a refused chunk twice (a probe, then for real) in
+# one statement: it gets this many statement timeouts (within the deadline), so a batch whose
+# write fits the timeout is not dead-lettered because one of its rows was refused.
+ISOLATION_TIMEOUT_FACTOR = 5
 
 # Errors a single row can cause: data exceptions (22), constraints (23), WITH CHECK OPTION
 # (44), a trigger's RAISE (P0, PL/pgSQL's default), a row-level security policy (42501).
@@ -48,7 +50,7 @@ _CLASSES = "(" + ", ".join(f"'{c}'" for c in ROW_LEVEL_SQLSTATE_CLASSES) + ")"
 _CODES = "(" + ", ".join(f"'{c}'" for c in ROW_LEVEL_SQLSTATES) + ")"
 # Rows are tried a chunk at a time, and one by one only inside a chunk that is refused: with
 # few refused rows (the usual case) that is ~200 statements for 10,000 rows instead of 20,000
-# (1 refused row of 10,000: 0.9 s -> see docs/benchmarks.md). sqrt(10,000) balances the two.
+# (docs/benchmarks.md, "Refused rows"). sqrt(10,000) balances the two.
 CHUNK_ROWS = 100
 _INSERT = (
     f"INSERT INTO {TABLE} ({_COLUMN_LIST}) "  # noqa: S608 - constant names only
@@ -129,7 +131,10 @@ class UnattributedRefusalError(RuntimeError):
 
 
 def find_refused_rows(
-    session: Session, rows: Sequence[tuple[str, UserLoginRow]], state: str
+    session: Session,
+    rows: Sequence[tuple[str, UserLoginRow]],
+    state: str,
+    deadline: Deadline | None,
 ) -> dict[str, str]:
     """Message id -> SQLSTATE of each row Postgres refuses; nothing is left written.
 
@@ -139,8 +144,8 @@ def find_refused_rows(
     may be acknowledged on this basis.
     """
     conn = session.conn
-    begin_session(session, timeouts=ISOLATION_TIMEOUT_FACTOR)
-    try:
+    # Never committed: nothing of the trial stays, the caller writes the rest.
+    with transaction(session, deadline, ISOLATION_TIMEOUT_FACTOR):
         conn.run("SET CONSTRAINTS ALL IMMEDIATE")
         ids = json.dumps([message_id for message_id, _ in rows])
         seen = {r[0] for r in conn.run(INSERT_LEDGER, ids=ids)}
@@ -151,8 +156,6 @@ def find_refused_rows(
         conn.run("SELECT set_config(:name, :batch, true)", name=_BATCH_SETTING, batch=batch)
         conn.run(_ISOLATE)
         answer = conn.run("SELECT current_setting(:name)", name=_REFUSED_SETTING)
-    finally:
-        conn.run("ROLLBACK")  # nothing of the trial stays; the caller writes the rest
     refused: dict[str, str] = json.loads(answer[0][0])
     blamed_everything = len(refused) == len(candidates) > 1
     if not refused or (blamed_everything and not state.startswith(DATA_SQLSTATE_CLASSES)):

@@ -3,6 +3,10 @@ ledger) and the statements that write them."""
 
 from __future__ import annotations
 
+import pg8000.native
+
+from login_etl.adapters.postgres.transaction import Session, transaction
+from login_etl.deadline import Deadline
 from login_etl.domain.app_version import SQL_DECODE_EXPRESSION
 
 TABLE = "user_logins"
@@ -34,10 +38,10 @@ CREATE TABLE IF NOT EXISTS {LEDGER}(
 
 # The ids travel as one JSON array and only the ids already in the ledger (usually none) come
 # back: pg8000 escapes a text[] parameter character by character in Python, and parses every
-# returned row in Python too; both together were 40 % of a 10,000-record batch (cProfile).
+# returned row in Python too (docs/benchmarks.md, "The ledger insert").
 # ORDER BY: concurrent batches that share ids (a redelivery racing a slow first delivery) take
 # the ledger's row locks in one global order, so they wait for each other instead of
-# deadlocking (40P01 was 8 whole-batch retries in a 6-process run with random overlap). Code
+# deadlocking (40P01, a whole-batch retry each, in a run of concurrent writers). Code
 # point order (COLLATE "C"), the order of the ledger's COPY (postgres_ledger), whatever the
 # database's collation.
 INSERT_LEDGER = f"""
@@ -91,3 +95,31 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 def copy_text(text: str) -> str:
     """``text`` as one field of a COPY text line."""
     return text.translate(_COPY_ESCAPES)
+
+
+def ensure_schema(session: Session, deadline: Deadline | None = None) -> None:
+    """Create what is missing, under an advisory lock so concurrent cold starts do not race.
+
+    The optional objects (the analysts' view) are tried under a savepoint: one that cannot be
+    made is left out, never a reason to stop writing.
+    """
+    conn = session.conn
+    with transaction(session, deadline):
+        conn.run("SELECT pg_advisory_xact_lock(:key)", key=SCHEMA_LOCK_KEY)
+        for name, statement in SCHEMA_STATEMENTS:
+            if not table_exists(conn, name):
+                conn.run(statement)
+        for name, statement in OPTIONAL_SCHEMA_STATEMENTS:
+            if not table_exists(conn, name):
+                conn.run("SAVEPOINT optional_object")
+                try:
+                    conn.run(statement)
+                except pg8000.native.DatabaseError:
+                    conn.run("ROLLBACK TO SAVEPOINT optional_object")
+                conn.run("RELEASE SAVEPOINT optional_object")
+        session.end("COMMIT")
+
+
+def table_exists(conn: pg8000.native.Connection, name: str) -> bool:
+    """Whether the table (or view) is there, on the connection's search path."""
+    return bool(conn.run("SELECT to_regclass(:name) IS NOT NULL", name=name)[0][0])

@@ -6,11 +6,8 @@ already (a redelivery, or a concurrent batch that committed them while this one 
 as nothing else has been done in the transaction yet, it is rolled back and ``INSERT_LEDGER``
 (``ON CONFLICT DO NOTHING``, returning the ids already there) runs in a new one.
 
-Measured on the same server, turn about, 10,000 ids into a ledger of 200,000: the ``COPY`` of
-sorted ids 41 ms, an ``INSERT ... SELECT`` from a JSON array ``ORDER BY`` id (the previous
-plain insert) 53 ms, ``INSERT_LEDGER`` about twice that. With the streamed write, Postgres's
-part (ledger, then the rows' ``COPY``) had become longer than the masking it overlaps: the
-12 ms saved come off the end of every 10,000-record batch (issue 16).
+The ``COPY`` of sorted ids is the fastest of the inserts measured (docs/benchmarks.md,
+"The ledger insert").
 
 Both statements take the ids' locks in one global order, code point order (``COLLATE "C"`` in
 SQL, ``sorted`` in Python, the same order for UTF-8), so concurrent batches that share ids
@@ -24,23 +21,25 @@ from collections.abc import Sequence
 
 import pg8000.native
 
-from login_etl.adapters.postgres_connection import Session, begin_session, sqlstate
-from login_etl.adapters.postgres_schema import INSERT_LEDGER, LEDGER, copy_text
+from login_etl.adapters.postgres.connection import sqlstate
+from login_etl.adapters.postgres.schema import INSERT_LEDGER, LEDGER, copy_text
+from login_etl.adapters.postgres.transaction import Session
+from login_etl.deadline import Deadline
 
 UNIQUE_VIOLATION = "23505"
 # COPY FROM is refused on a table with row-level security enabled for the user (the function's
 # role is not the ledger's owner when the admin set the database up): the INSERT, which such a
-# policy allows, was the only statement before the COPY and takes over (found in review).
+# policy allows, was the only statement before the COPY and takes over.
 FEATURE_NOT_SUPPORTED = "0A000"
 COPY_IDS = f"COPY {LEDGER} (message_id) FROM STDIN"
 
 
-def record_ids(session: Session, ids: Sequence[str]) -> set[str]:
+def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) -> set[str]:
     """Insert ``ids`` into the ledger; return those that were there already.
 
-    The caller has begun the transaction and done nothing else in it; on return the ids are
-    locked by it. One round trip; a redelivery costs three more and a new transaction (as does
-    every batch on a ledger under row-level security).
+    The caller has begun the transaction (with ``deadline``) and done nothing else in it; on
+    return the ids are locked by it. One round trip; a redelivery costs three more and a new
+    transaction (as does every batch on a ledger under row-level security).
     """
     conn = session.conn
     try:
@@ -50,8 +49,8 @@ def record_ids(session: Session, ids: Sequence[str]) -> set[str]:
             raise
     else:
         return set()
-    conn.run("ROLLBACK")
-    begin_session(session)
+    session.end("ROLLBACK")
+    session.begin(deadline)
     return {row[0] for row in conn.run(INSERT_LEDGER, ids=json_array(ids))}
 
 

@@ -1,0 +1,130 @@
+"""``LoginStore`` on Postgres via pg8000: ledger insert + COPY, one transaction per batch.
+
+A message counts as written only when the COMMIT that holds its row (or its ledger entry)
+succeeded. When Postgres refuses the batch because of some rows' content, at any statement
+including COMMIT (deferred constraints), nothing is acknowledged on this attempt: the refused
+rows are identified (``isolation``) and reported, and the caller writes the rest in a new
+transaction. A refusal that no row can be blamed for raises (``UnattributedRefusalError``),
+so the whole batch is retried.
+
+The rows are made (masked) before the transaction begins, and sent in one ``COPY``: the
+transaction lasts only as long as Postgres's work, and the server never waits on the client
+in the middle of a statement, where no server timeout can reach it (docs/guarantees.md,
+"Deadlines").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pg8000.native
+
+from login_etl.adapters.postgres.connection import (
+    ConnectionParams,
+    set_read_timeout,
+    sqlstate,
+)
+from login_etl.adapters.postgres.copy_rows import copy_payload
+from login_etl.adapters.postgres.credentials import ConnectionParamsSource, FixedParams
+from login_etl.adapters.postgres.isolation import find_refused_rows, is_row_level
+from login_etl.adapters.postgres.ledger import record_ids
+from login_etl.adapters.postgres.schema import (
+    COLUMNS,
+    PRUNE_LEDGER_BATCH,
+    TABLE,
+    ensure_schema,
+)
+from login_etl.adapters.postgres.transaction import Session, open_session, transaction
+from login_etl.deadline import Deadline
+from login_etl.domain.models import UserLoginRow
+from login_etl.ports import WriteResult
+
+COPY_ROWS = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
+# A connection idle for longer is checked before use: a server restart, a failover or a
+# proxy's idle timeout may have closed it meanwhile.
+IDLE_CHECK_SECONDS = 30.0
+
+
+class PostgresLoginStore:
+    """Holds one connection per container, health-checked after idling, reopened when lost."""
+
+    def __init__(self, params: ConnectionParams | ConnectionParamsSource) -> None:
+        self._source = FixedParams(params) if isinstance(params, ConnectionParams) else params
+        self._session: Session | None = None
+        self._last_used = 0.0
+
+    def write(
+        self, rows: Sequence[tuple[str, UserLoginRow]], deadline: Deadline | None = None
+    ) -> WriteResult:
+        """All rows in one transaction, or none and the ids of the rows Postgres refused."""
+        if not rows:
+            return WriteResult()
+        session = self._connection(deadline)
+        try:
+            with transaction(session, deadline):
+                seen = record_ids(session, [mid for mid, _ in rows], deadline)
+                payload = copy_payload(row for mid, row in rows if mid not in seen)
+                if payload:
+                    session.conn.run(COPY_ROWS, stream=[payload])
+                session.end("COMMIT")
+            return WriteResult(written=len(rows) - len(seen), duplicates=len(seen))
+        except pg8000.native.DatabaseError as error:
+            state = sqlstate(error)
+            if session.lost or not is_row_level(state):
+                raise
+        finally:
+            self._last_used = time.monotonic()
+        return WriteResult(rejected=find_refused_rows(session, rows, state, deadline))
+
+    def prune(
+        self,
+        retention_s: float,
+        batch_rows: int,
+        keep_going: Callable[[], bool],
+        deadline: Deadline | None = None,
+    ) -> int:
+        """Delete ledger entries older than ``retention_s``, one short transaction a batch."""
+        deleted = 0
+        try:
+            while keep_going():
+                session = self._connection(deadline)
+                with transaction(session, deadline):
+                    session.conn.run(PRUNE_LEDGER_BATCH, retention_s=retention_s, rows=batch_rows)
+                    batch = session.conn.row_count
+                    session.end("COMMIT")
+                deleted += batch
+                if batch < batch_rows:
+                    break
+        finally:
+            self._last_used = time.monotonic()
+        return deleted
+
+    def close(self) -> None:
+        """Drop the connection, ignoring errors from a connection that is already gone."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    def _connection(self, deadline: Deadline | None) -> Session:
+        session = self._session
+        if session is not None and not session.lost and self._idle_too_long():
+            params = self._source.params()
+            set_read_timeout(session.conn, params.connect_timeout_s)
+            try:
+                session.conn.run("SELECT 1")
+            except (pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError):
+                session.close()
+        if session is None or session.lost:
+            self._session = None
+            session = open_session(self._source, deadline)
+            try:
+                ensure_schema(session, deadline)
+            except BaseException:
+                session.close()
+                raise
+            self._session = session
+        return session
+
+    def _idle_too_long(self) -> bool:
+        return time.monotonic() - self._last_used > IDLE_CHECK_SECONDS

@@ -1,0 +1,165 @@
+"""No transaction of the function outlives its invocation: a frozen function, a stopped server.
+
+A Lambda environment can be frozen (or partitioned from the database) in the middle of a write;
+the server then ends its transaction at the invocation's deadline, and a retry from another
+container gets the batch's ledger locks. A server that stops answering makes the invocation
+fail before Lambda's kill, so the whole batch is retried cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pg8000.native
+import pytest
+
+from login_etl.deadline import DEADLINE_MARGIN_MS
+from login_etl.handler import lambda_handler
+from login_etl.runtime import reset_runtime
+from login_etl_cli.sample_data import generate
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
+from tests.postgres_helpers import count, ledger, wait_for
+from tests.sqs_helpers import receive_event
+
+BATCH = 200
+SLOW_COPY_S = 1.5
+MARGIN_S = DEADLINE_MARGIN_MS / 1000
+# The child's cold start (imports, KMS, the schema) must fit well inside it on a busy machine.
+FROZEN_TIMEOUT_S = 15.0
+INVOKE = """
+import json, sys
+from login_etl.handler import lambda_handler
+from login_etl_local.event_source_mapping import LocalContext
+event = json.loads(open(sys.argv[1]).read())
+print(json.dumps(lambda_handler(event, LocalContext(timeout_s=float(sys.argv[2])))))
+"""
+
+
+@pytest.fixture
+def slow_first_copy(tables: pg8000.native.Connection) -> pg8000.native.Connection:
+    """The first COPY into user_logins takes SLOW_COPY_S on the server (a slow disk, a DBA's
+    audit trigger); later ones do not. A sequence, because it is not rolled back."""
+    db = tables
+    db.run("CREATE SEQUENCE IF NOT EXISTS slow_once")
+    db.run(
+        "CREATE OR REPLACE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF nextval('slow_once') = 1 THEN PERFORM pg_sleep({SLOW_COPY_S}); END IF;"
+        " RETURN NULL; END $$"
+    )
+    db.run(
+        "CREATE TRIGGER slow_once AFTER INSERT ON user_logins"
+        " FOR EACH STATEMENT EXECUTE FUNCTION slow_once()"
+    )
+    return db
+
+
+@pytest.fixture
+def event(queue: Provisioned) -> dict[str, Any]:
+    send_bodies(boto3.client("sqs"), queue.queue_url, generate(BATCH, 31, malformed_ratio=0))
+    return receive_event(queue, BATCH)
+
+
+def copying_backend(db: pg8000.native.Connection) -> int | None:
+    """The server process of the function's COPY, while it runs."""
+    rows = db.run(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'login-etl'"
+        " AND state = 'active' AND query LIKE 'COPY user_logins%'"
+    )
+    return int(rows[0][0]) if rows else None
+
+
+@pytest.fixture
+def frozen_function(
+    slow_first_copy: pg8000.native.Connection, event: dict[str, Any], tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], float]]:
+    """A function invoked in a process of its own, frozen (SIGSTOP) in the middle of its COPY;
+    with the time it was started (its deadline is FROZEN_TIMEOUT_S after that, at the latest)."""
+    db = slow_first_copy
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [sys.executable, "-c", INVOKE, str(path), str(FROZEN_TIMEOUT_S)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: copying_backend(db) is not None or child.poll() is not None,
+            "the function's COPY runs",
+            timeout_s=FROZEN_TIMEOUT_S,
+        )
+        assert child.poll() is None, child.communicate()
+        child.send_signal(signal.SIGSTOP)
+        yield child, started
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_a_function_frozen_mid_write_holds_no_lock_past_its_deadline(
+    frozen_function: tuple[subprocess.Popen[str], float],
+    slow_first_copy: pg8000.native.Connection,
+    event: dict[str, Any],
+) -> None:
+    """Its server session ends at the deadline (idle in transaction, the client gone quiet),
+    so a retry from another container commits then: every row once, none lost."""
+    db = slow_first_copy
+    _, started = frozen_function
+    reset_runtime()  # this process is the other container
+
+    response = lambda_handler(event, LocalContext(timeout_s=120))
+
+    retried_after_s = time.monotonic() - started
+    assert response == {"batchItemFailures": []}
+    assert retried_after_s <= FROZEN_TIMEOUT_S + MARGIN_S
+    assert count(db, "SELECT count(*) FROM user_logins") == BATCH
+    assert len(ledger(db)) == BATCH
+
+
+def test_a_server_that_stops_answering_fails_the_invocation_before_its_deadline(
+    slow_first_copy: pg8000.native.Connection, event: dict[str, Any]
+) -> None:
+    """The function's server process is stopped in the middle of the COPY: the invocation
+    raises within its time (the whole batch is retried), not after Lambda's kill."""
+    db = slow_first_copy
+    timeout_s = 8.0
+    stopped: list[int] = []
+
+    def stop_the_server_process() -> None:
+        wait_for(lambda: copying_backend(db) is not None, "the function's COPY runs")
+        pid = copying_backend(db)
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
+
+    stopper = threading.Thread(target=stop_the_server_process)
+    stopper.start()
+    context = LocalContext(timeout_s=timeout_s)
+    try:
+        with pytest.raises((pg8000.native.InterfaceError, OSError)):
+            lambda_handler(event, context)
+        assert context.get_remaining_time_in_millis() > 0
+    finally:
+        stopper.join()
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)  # its termination, asked by the function, then runs
+    wait_for(lambda: copying_backend(db) is None, "the stopped session is gone")
+    assert count(db, "SELECT count(*) FROM user_logins") == 0
+    assert ledger(db) == set()
+
+    assert lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
+    assert count(db, "SELECT count(*) FROM user_logins") == BATCH
