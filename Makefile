@@ -102,4 +102,5 @@ build-LoginEtlFunction:
 	  --only-binary=:all:
 	cd "$(ARTIFACTS_DIR)" && rm -rf bin $(foreach p,$(RUNTIME_PROVIDED),$(p) $(p)-*.dist-info)
 	cp -R src/login_etl "$(ARTIFACTS_DIR)/"
+	if [ -d certs ]; then cp -R certs "$(ARTIFACTS_DIR)/"; fi  # the RDS CA bundle: docs/deploying.md
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +

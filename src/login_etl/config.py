@@ -79,6 +79,7 @@ class Settings:
     database_url: str | None = field(repr=False)  # it holds the password
     database_secret_arn: str | None
     db_sslmode: str
+    db_ssl_root_cert: str | None
     db_auth: str
     db_host: str | None
     db_connect_timeout_s: float
@@ -116,6 +117,7 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             db_sslmode=env.get("DB_SSLMODE", "disable"),
+            db_ssl_root_cert=_root_cert(env),
             db_auth=env.get("DB_AUTH", "password"),
             db_host=env.get("DB_HOST") or None,
             db_connect_timeout_s=_number(env, "DB_CONNECT_TIMEOUT_SECONDS"),
@@ -145,8 +147,9 @@ class Settings:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}")
         if settings.db_auth not in DB_AUTH_MODES:
             raise ConfigurationError(f"DB_AUTH must be one of {', '.join(DB_AUTH_MODES)}")
-        if settings.db_auth == "iam" and settings.db_sslmode == "disable":
-            raise ConfigurationError("DB_AUTH=iam needs TLS: set DB_SSLMODE=verify-full")
+        if settings.db_auth == "iam" and settings.db_sslmode != "verify-full":
+            # The token is the password for 15 minutes: never sent to a server not verified.
+            raise ConfigurationError("DB_AUTH=iam needs a verified server: DB_SSLMODE=verify-full")
         return settings
 
 
@@ -160,6 +163,7 @@ def connection_params_from_url(url: str, settings: Settings) -> ConnectionParams
         password=parts.password,
         database=parts.database,
         sslmode=settings.db_sslmode,
+        ssl_root_cert=settings.db_ssl_root_cert,
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
@@ -272,6 +276,7 @@ def connection_params_from_secret(
             password=str(secret["password"] if settings.db_auth == "password" else ""),
             database=str(secret.get("dbname", "postgres")),
             sslmode=settings.db_sslmode,
+            ssl_root_cert=settings.db_ssl_root_cert,
             connect_timeout_s=settings.db_connect_timeout_s,
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
@@ -279,6 +284,22 @@ def connection_params_from_secret(
         raise ConfigurationError(
             "the database secret needs host, username and password (port, dbname optional)"
         ) from error
+
+
+def _root_cert(env: Mapping[str, str]) -> str | None:
+    """``DB_SSL_ROOT_CERT``: a CA bundle's path, relative to the function's code if not
+    absolute; checked now, so a missing file fails the cold start, not every connect."""
+    path = env.get("DB_SSL_ROOT_CERT")
+    if not path:
+        return None
+    if not os.path.isabs(path):
+        path = os.path.join(env.get("LAMBDA_TASK_ROOT") or os.getcwd(), path)
+    if not os.path.isfile(path):
+        raise ConfigurationError(
+            "DB_SSL_ROOT_CERT names no readable file (a PEM bundle, e.g. the RDS CAs'"
+            " placed in the artifact: docs/deploying.md)"
+        )
+    return path
 
 
 def _shown(bound: float) -> str:

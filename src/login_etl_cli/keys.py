@@ -16,7 +16,6 @@ import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-
 from login_etl.adapters.kms_data_key import KmsDataKeySource
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
 from login_etl.domain.keyring import Keyring

@@ -37,9 +37,13 @@ def test_each_connect_gets_a_token_for_its_host_port_and_user(stack: LocalStack)
     assert urlsplit(f"https://{params.password}").hostname == params.host
 
 
-def test_iam_authentication_refuses_to_run_without_tls(stack: LocalStack) -> None:
-    with pytest.raises(ConfigurationError, match="DB_AUTH=iam needs TLS"):
-        Settings.from_env({**_env(stack), "DB_AUTH": "iam", "DB_SSLMODE": "disable"})
+@pytest.mark.parametrize("sslmode", ["disable", "require"])
+def test_iam_authentication_refuses_to_run_without_a_verified_server(
+    stack: LocalStack, sslmode: str
+) -> None:
+    """The token is the password for 15 minutes: an unverified server could be anyone."""
+    with pytest.raises(ConfigurationError, match="DB_AUTH=iam needs a verified server"):
+        Settings.from_env({**_env(stack), "DB_AUTH": "iam", "DB_SSLMODE": sslmode})
 
 
 def test_the_token_is_never_logged_even_at_debug(

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pg8000.native
+from pg8000.core import i_unpack
+from pg8000.native import Connection
 
 # The client waits this much longer than the server's statement_timeout before giving up:
 # the server's own cancellation (clean rollback, a SQLSTATE) should always come first.
@@ -26,6 +28,9 @@ KEEPALIVE_IDLE_S = 10
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
 USER_TIMEOUT_MS = 30_000
+# The authentication requests that carry the password itself (AuthenticationCleartextPassword)
+# or a replayable hash of it (AuthenticationMD5Password).
+CLEARTEXT_PASSWORD, MD5_PASSWORD = 3, 5
 # Ending a server process from a second connection is a last step, taken with little time
 # left: it gets at most this long to connect and to be answered.
 END_BACKEND_TIMEOUT_S = 1.0
@@ -41,6 +46,7 @@ class ConnectionParams:
     password: str
     database: str
     sslmode: str = "disable"  # disable | require | verify-full
+    ssl_root_cert: str | None = None  # CA bundle for verify-full; None: the system store
     connect_timeout_s: float = 5.0
     statement_timeout_ms: int = 60_000
 
@@ -72,14 +78,17 @@ def connect(params: ConnectionParams, timeout_s: float | None = None) -> pg8000.
     # batch took 43 ms, 1.4 ms with TCP_NODELAY). libpq sets it too.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _keep_alive(sock)
+    # Unverified TLS may be an impostor's: it gets no password, cleartext or MD5 (an MD5
+    # answer replays), only SCRAM with channel binding, which proves nothing to a relay.
+    connection_class = _ScramOnlyConnection if params.sslmode == "require" else Connection
     try:
-        conn = pg8000.native.Connection(
+        conn = connection_class(
             user=params.user,
             password=params.password,
             host=params.host,
             port=params.port,
             database=params.database,
-            ssl_context=_ssl_context(params.sslmode),
+            ssl_context=_ssl_context(params.sslmode, params.ssl_root_cert),
             timeout=timeout_s,
             application_name="login-etl",
             sock=sock,
@@ -142,12 +151,29 @@ def sqlstate(error: pg8000.native.DatabaseError) -> str:
     return str(details.get("C", "")) if isinstance(details, dict) else ""
 
 
-def _ssl_context(sslmode: str) -> Any:
+class PasswordNotSentError(pg8000.native.InterfaceError):  # type: ignore[misc]
+    """An unverified server asked for the password itself: it is not sent."""
+
+
+class _ScramOnlyConnection(Connection):  # type: ignore[misc]
+    """A connection that answers only SCRAM: for TLS whose server is not verified."""
+
+    def handle_AUTHENTICATION_REQUEST(self, data: bytes, context: Any) -> None:  # noqa: N802 - pg8000's name
+        if i_unpack(data)[0] in (CLEARTEXT_PASSWORD, MD5_PASSWORD):
+            raise PasswordNotSentError(
+                "the server asked for the password in clear or as MD5 over TLS that is not"
+                " verified (DB_SSLMODE=require): not sent; use SCRAM or DB_SSLMODE=verify-full"
+            )
+        super().handle_AUTHENTICATION_REQUEST(data, context)
+
+
+def _ssl_context(sslmode: str, root_cert: str | None) -> Any:
     if sslmode == "disable":
-        return None
+        return False  # pg8000's None would try unverified TLS first (libpq's "prefer")
     import ssl  # noqa: PLC0415 - only TLS connections pay for it
 
-    context = ssl.create_default_context()
+    # verify-full: the certificate chains to the bundle (or the system store) and names the host.
+    context = ssl.create_default_context(cafile=root_cert)
     if sslmode == "require":  # encrypted, server not verified (libpq's "require")
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1,0 +1,183 @@
+"""What each DB_SSLMODE sends to a server that is not the database: an impostor on loopback
+that speaks just enough of Postgres's protocol to ask for the password, and records what it
+gets."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pg8000.native
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from login_etl.adapters.postgres.connection import (
+    ConnectionParams,
+    PasswordNotSentError,
+    connect,
+)
+
+PASSWORD = "hunter2-Secret-Pw"
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+TERMINATE = struct.pack("!ci", b"X", 4)
+CLEARTEXT = struct.pack("!cii", b"R", 8, 3)
+MD5 = struct.pack("!cii", b"R", 12, 5) + b"salt"
+SCRAM = b"SCRAM-SHA-256\x00\x00"
+SASL = struct.pack("!cii", b"R", 8 + len(SCRAM), 10) + SCRAM
+
+
+@dataclass
+class Impostor:
+    """A server on loopback with a certificate of its own making, asking ``request``."""
+
+    request: bytes
+    cert: Path
+    key: Path
+    port: int = 0
+    received: bytearray = field(default_factory=bytearray)
+    tls: bool = False
+
+    def serve(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        try:
+            first = _read(conn, 8)
+            if first == SSL_REQUEST:
+                conn.sendall(b"S")
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(self.cert, self.key)
+                conn = context.wrap_socket(conn, server_side=True)
+                self.tls = True
+                first = _read(conn, 8)
+            length = struct.unpack("!i", first[:4])[0]
+            _read(conn, length - 8)  # the rest of the startup message: user, database
+            conn.sendall(self.request)
+            conn.settimeout(1)  # then it hangs up: what came by then is what was sent
+            while chunk := conn.recv(4096):
+                self.received += chunk
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise OSError("closed")
+        data += chunk
+    return data
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: its own CA."""
+    folder = tmp_path_factory.mktemp("impostor")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "impostor")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def impostor(request: pytest.FixtureRequest, certificate: tuple[Path, Path]) -> Iterator[Impostor]:
+    server = Impostor(request.param, *certificate)
+    listener = socket.create_server(("127.0.0.1", 0))
+    server.port = listener.getsockname()[1]
+    thread = threading.Thread(target=server.serve, args=(listener,), daemon=True)
+    thread.start()
+    yield server
+    thread.join(timeout=15)
+    listener.close()
+
+
+def connect_to(server: Impostor, sslmode: str, root_cert: Path | None = None) -> None:
+    params = ConnectionParams(
+        "127.0.0.1",
+        server.port,
+        "login_etl_function",
+        PASSWORD,
+        "logins",
+        sslmode=sslmode,
+        ssl_root_cert=None if root_cert is None else str(root_cert),
+        connect_timeout_s=5,
+    )
+    connect(params).close()
+
+
+@pytest.mark.parametrize("impostor", [CLEARTEXT, MD5, SASL], indirect=True)
+def test_verify_full_sends_nothing_to_a_server_it_cannot_verify(impostor: Impostor) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        connect_to(impostor, "verify-full")
+    assert impostor.received == b""  # not even the startup message (the server's read)
+
+
+@pytest.mark.parametrize("impostor", [CLEARTEXT], indirect=True)
+def test_verify_full_with_the_servers_ca_answers_it(impostor: Impostor) -> None:
+    """The bundle in DB_SSL_ROOT_CERT makes the server verified: then it gets the password."""
+    with pytest.raises(pg8000.native.InterfaceError):  # the impostor closes after the password
+        connect_to(impostor, "verify-full", root_cert=impostor.cert)
+    assert impostor.tls
+    assert PASSWORD.encode() in impostor.received
+
+
+@pytest.mark.parametrize("impostor", [CLEARTEXT, MD5], indirect=True)
+def test_require_never_sends_a_password_or_its_md5(impostor: Impostor) -> None:
+    with pytest.raises(PasswordNotSentError) as refused:
+        connect_to(impostor, "require")
+    assert impostor.tls
+    assert impostor.received in (b"", TERMINATE)  # no password message, only goodbye
+    assert PASSWORD not in str(refused.value)
+
+
+@pytest.mark.parametrize("impostor", [SASL], indirect=True)
+def test_require_answers_scram_which_reveals_nothing(impostor: Impostor) -> None:
+    with pytest.raises(pg8000.native.InterfaceError):  # the impostor cannot go on
+        connect_to(impostor, "require")
+    assert impostor.tls
+    assert b"SCRAM-SHA-256" in impostor.received  # the client's first SCRAM message
+    assert PASSWORD.encode() not in impostor.received
+
+
+@pytest.mark.parametrize("impostor", [CLEARTEXT], indirect=True)
+def test_disable_sends_the_password_in_clear_hence_local_stacks_only(impostor: Impostor) -> None:
+    with pytest.raises(pg8000.native.InterfaceError):
+        connect_to(impostor, "disable")
+    assert not impostor.tls
+    assert PASSWORD.encode() in impostor.received
