@@ -98,17 +98,6 @@ class Settings:
     ledger_retention_margin_s: int
     ledger_prune_batch_rows: int
 
-    @property
-    def ledger_retention_s(self) -> int:
-        """How long a message id must stay in the ledger: as long as it can come back.
-
-        A message can be received until its queue's retention ends; dead-lettered, until the
-        DLQ's retention ends (counted from the original enqueue on standard queues, from the
-        move on FIFO ones, so after up to one more queue retention); redriven, its copy lives a
-        queue retention more. Hence 2 x queue + DLQ retention, plus a margin.
-        """
-        return 2 * self.queue_retention_s + self.dlq_retention_s + self.ledger_retention_margin_s
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check the settings; raise ``ConfigurationError`` naming what is wrong."""

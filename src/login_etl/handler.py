@@ -22,7 +22,14 @@ from login_etl.domain.validation import key_names
 from login_etl.drain import drain
 from login_etl.gc_pause import cyclic_gc_paused
 from login_etl.ledger_pruning import PRUNE_LEDGER_ACTION, prune_ledger
-from login_etl.observability import logger, metrics, report, report_drain, report_prune
+from login_etl.observability import (
+    logger,
+    metrics,
+    report,
+    report_drain,
+    report_ledger_window,
+    report_prune,
+)
 from login_etl.pipeline import BatchOutcome, process_batch
 from login_etl.runtime import Runtime, get_runtime
 
@@ -79,9 +86,11 @@ def handle_schedule(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
 def handle_prune(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     """Forget ledger entries older than the retention window, within the time left."""
     settings = runtime.settings
+    window = runtime.ledger_window()
+    report_ledger_window(window, settings)
     summary = prune_ledger(
         runtime.store,
-        settings.ledger_retention_s,
+        window.seconds,
         settings.ledger_prune_batch_rows,
         Deadline(context.get_remaining_time_in_millis, settings.drain_safety_margin_ms),
     )

@@ -12,8 +12,9 @@ from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from login_etl.config import Settings
 from login_etl.drain import DrainSummary
-from login_etl.ledger_pruning import PruneSummary
+from login_etl.ledger_pruning import LedgerWindow, PruneSummary
 from login_etl.pipeline import BatchOutcome
 
 SERVICE = "login-etl"
@@ -104,3 +105,27 @@ def report_prune(summary: PruneSummary) -> None:
     if is_metrics_disabled():
         return
     metrics.add_metric(name="LedgerRowsPruned", unit=MetricUnit.Count, value=summary.deleted)
+
+
+def report_ledger_window(window: LedgerWindow, settings: Settings) -> None:
+    """Say when the ledger's window could not be checked against the queues, or when the
+    settings were shorter than what the queues keep (the window follows the queues)."""
+    settings_s = {
+        "queueRetentionSetting": settings.queue_retention_s,
+        "dlqRetentionSetting": settings.dlq_retention_s,
+        "windowSeconds": window.seconds,
+    }
+    if window.queues_unread:
+        logger.warning("ledger window from the settings only: queues unread", extra=settings_s)
+    elif window.settings_below_queues:
+        logger.warning(
+            "QUEUE_RETENTION_SECONDS / DLQ_RETENTION_SECONDS are shorter than the queues keep"
+            " messages: the ledger's window follows the queues",
+            extra=settings_s,
+        )
+    else:
+        return
+    if is_metrics_disabled():
+        return
+    name = "LedgerWindowUnchecked" if window.queues_unread else "LedgerWindowSettingsBelowQueues"
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

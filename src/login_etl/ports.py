@@ -52,6 +52,14 @@ class LedgerPruner(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRetention:
+    """How long the event source queue and its dead-letter queue keep a message, in seconds."""
+
+    queue_s: int
+    dlq_s: int | None  # None: the queue has no redrive policy
+
+
 class DataKeySource(Protocol):
     """Where the plaintext Fernet data key comes from (KMS, in production)."""
 

@@ -7,6 +7,7 @@ invocation tries again instead of the container being stuck.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from login_etl.adapters.postgres.credentials import (
     RereadParams,
 )
 from login_etl.adapters.postgres.store import PostgresLoginStore
-from login_etl.adapters.sqs_queue import SqsQueue
+from login_etl.adapters.sqs_queue import SqsQueue, queue_retention
 from login_etl.config import (
     KMS_ENCRYPTION_CONTEXT,
     ConfigurationError,
@@ -37,6 +38,7 @@ from login_etl.config import (
     connection_params_from_url,
 )
 from login_etl.domain.masking import DeterministicMasker
+from login_etl.ledger_pruning import LedgerWindow, ledger_window
 from login_etl.observability import report_key_refresh_failure
 
 # What a refresh can fail with: SSM (Powertools wraps every error), KMS (an API error, or no
@@ -152,6 +154,20 @@ class Runtime:
         if not self.settings.queue_url:
             raise ConfigurationError("set QUEUE_URL: the scheduled trigger drains that queue")
         return SqsQueue(aws.sqs(), self.settings.queue_url, wait_time_s=self.settings.drain_wait_s)
+
+    def ledger_window(self) -> LedgerWindow:
+        """The ledger's window from the settings and, where they can be read, the queues."""
+        settings = self.settings
+        observed = None
+        if settings.queue_url:
+            with contextlib.suppress(ClientError, BotoCoreError, KeyError, ValueError):
+                observed = queue_retention(aws.sqs(), settings.queue_url)
+        return ledger_window(
+            settings.queue_retention_s,
+            settings.dlq_retention_s,
+            settings.ledger_retention_margin_s,
+            observed,
+        )
 
 
 _runtime: Runtime | None = None

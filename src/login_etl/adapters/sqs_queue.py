@@ -7,11 +7,12 @@ The batch calls are chunked in tens (the SQS limit), and their per-entry failure
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from login_etl.domain.models import QueueMessage
-from login_etl.ports import DeleteFailure, ReceivedMessage
+from login_etl.ports import DeleteFailure, QueueRetention, ReceivedMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -82,3 +83,22 @@ def _received(message: MessageTypeDef) -> ReceivedMessage:
 def _chunks(messages: Sequence[ReceivedMessage]) -> Iterator[Sequence[ReceivedMessage]]:
     for start in range(0, len(messages), SQS_BATCH_LIMIT):
         yield messages[start : start + SQS_BATCH_LIMIT]
+
+
+def queue_retention(client: SQSClient, queue_url: str) -> QueueRetention:
+    """The queue's ``MessageRetentionPeriod`` and its dead-letter queue's (``RedrivePolicy``).
+
+    Raises what boto3 raises (no permission, no such queue): the caller decides.
+    """
+    attributes = client.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["MessageRetentionPeriod", "RedrivePolicy"]
+    )["Attributes"]
+    queue_s = int(attributes["MessageRetentionPeriod"])
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        return QueueRetention(queue_s, None)
+    # arn:aws:sqs:region:account:name
+    *_, account, name = str(json.loads(policy)["deadLetterTargetArn"]).split(":")
+    dlq_url = client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    dlq = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["MessageRetentionPeriod"])
+    return QueueRetention(queue_s, int(dlq["Attributes"]["MessageRetentionPeriod"]))

@@ -10,8 +10,12 @@ import argparse
 import os
 from typing import Any
 
+import boto3
+
 from login_etl.adapters.postgres.store import PostgresLoginStore
+from login_etl.adapters.sqs_queue import queue_retention
 from login_etl.config import Settings, connection_params_from_url
+from login_etl.ledger_pruning import ledger_window
 from login_etl_cli.commands.arguments import actions, add_command, int_between
 from login_etl_cli.commands.common import POSTGRES, database_url
 
@@ -23,8 +27,9 @@ def register(commands: Any) -> None:
         actions(ledger),
         "prune",
         "delete ledger entries older than the retention window",
-        "The window is 2 x QUEUE_RETENTION_SECONDS + DLQ_RETENTION_SECONDS +\n"
-        "LEDGER_RETENTION_MARGIN_SECONDS (43 days with the defaults); the deployed function\n"
+        "The window is QUEUE_RETENTION_SECONDS + DLQ_RETENTION_SECONDS +\n"
+        "LEDGER_RETENTION_MARGIN_SECONDS (29 days with the defaults), each retention never\n"
+        "shorter than QUEUE_URL's and its DLQ's when they can be read; the deployed function\n"
         "prunes hourly by itself. Needs DELETE on login_etl_processed_messages.",
     )
     prune.add_argument(
@@ -38,11 +43,20 @@ def ledger_command(args: argparse.Namespace) -> int:
     url = database_url("a user with DELETE on login_etl_processed_messages")
     # The retention and database settings, as the function reads them; no data key is used.
     settings = Settings.from_env({"DATA_KEY_CIPHERTEXT": "-", **os.environ})
+    observed = None
+    if settings.queue_url:
+        observed = queue_retention(boto3.client("sqs"), settings.queue_url)
+    window = ledger_window(
+        settings.queue_retention_s,
+        settings.dlq_retention_s,
+        settings.ledger_retention_margin_s,
+        observed,
+    ).seconds
     store = PostgresLoginStore(connection_params_from_url(url, settings))
     try:
-        deleted = store.prune(settings.ledger_retention_s, args.batch_rows, lambda: True)
+        deleted = store.prune(window, args.batch_rows, lambda: True)
     finally:
         store.close()
-    days = settings.ledger_retention_s / 86_400
+    days = window / 86_400
     print(f"deleted {deleted} ledger entries older than {days:g} days")
     return 0

@@ -4,7 +4,9 @@ without getting in the way of writers."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import boto3
 import pg8000.native
 import pytest
 
@@ -20,9 +23,15 @@ from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
 from login_etl.deadline import Deadline
 from login_etl.domain.models import UserLoginRow
+from login_etl.handler import lambda_handler
 from login_etl.ledger_pruning import PruneStop, prune_ledger
-from login_etl.runtime import connection_params
-from login_etl_local.stack_record import LocalStack
+from login_etl.runtime import connection_params, reset_runtime
+from login_etl_cli.sample_data import generate
+from login_etl_cli.seeding import send_bodies
+from login_etl_local.event_source_mapping import LocalContext
+from login_etl_local.provisioning import Provisioned
+from login_etl_local.stack_record import LocalStack, patched_environ
+from tests.sqs_helpers import receive_event
 
 HOUR = 3600
 ROW = UserLoginRow("u", "ios", "mip", "mdev", "RU", 2_003_000, date(2026, 11, 25))
@@ -174,3 +183,56 @@ def test_login_etl_ledger_prune(
     assert pruned.returncode == 0, pruned.stderr
     assert pruned.stdout.strip() == "deleted 30 ledger entries older than 43 days"
     assert count(db, "login_etl_processed_messages") == 1
+
+
+@pytest.fixture
+def short_retention_settings(queue: Provisioned) -> Iterator[None]:
+    """Settings that say the queues keep messages a minute, against the queue's real days."""
+    retention = {
+        "QUEUE_RETENTION_SECONDS": "60",
+        "DLQ_RETENTION_SECONDS": "60",
+        "LEDGER_RETENTION_MARGIN_SECONDS": "0",
+    }
+    with patched_environ(retention):
+        reset_runtime()
+        yield
+    reset_runtime()
+
+
+def test_the_window_follows_queues_that_keep_messages_longer_than_the_settings_say(
+    queue: Provisioned,
+    db: pg8000.native.Connection,
+    short_retention_settings: None,
+    function_logs: io.StringIO,
+) -> None:
+    """Settings drifted (or the queues are not this template's): an entry ten minutes old is
+    past the settings' window, well inside the queues'. The prune keeps it, says so, and the
+    redelivery that can still come is recognised."""
+    send_bodies(boto3.client("sqs"), queue.queue_url, generate(1, 41, malformed_ratio=0))
+    event = receive_event(queue, 1)
+    assert lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
+    age_everything(db, 600)
+
+    summary = lambda_handler({"action": "prune-ledger"}, LocalContext())
+    again = lambda_handler(event, LocalContext())  # the queue redelivers it
+
+    real = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=queue.queue_url, AttributeNames=["MessageRetentionPeriod"]
+    )["Attributes"]["MessageRetentionPeriod"]
+    assert summary["deleted"] == 0
+    assert summary["retentionSeconds"] > int(real) > 600
+    assert again == {"batchItemFailures": []}
+    assert count(db, "user_logins") == 1
+    logged = [json.loads(line) for line in function_logs.getvalue().splitlines()]
+    assert any("shorter than the queues keep" in line["message"] for line in logged)
+
+
+def test_the_settings_window_holds_when_the_queues_cannot_be_read(
+    db: pg8000.native.Connection, short_retention_settings: None, function_logs: io.StringIO
+) -> None:
+    """No QUEUE_URL: the settings are all there is, and the log says the window is unchecked."""
+    with patched_environ({"QUEUE_URL": ""}):
+        reset_runtime()
+        summary = lambda_handler({"action": "prune-ledger"}, LocalContext())
+    assert summary["retentionSeconds"] == 120
+    assert "queues unread" in function_logs.getvalue()
