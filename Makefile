@@ -13,11 +13,25 @@ TOOLS_STAMP := $(TOOLS)/.installed-stamp
 SAM_BUILT   := .aws-sam/build/template.yaml
 FUNCTION_SOURCES := $(shell find src/login_etl -name '*.py') requirements.txt template.yaml
 EVENT ?= events/sqs-batch.json
+# `make invoke` builds and runs the function for this machine's instruction set (no emulation);
+# ARCH=arm64 or ARCH=x86_64 names one. Each has its own build folder, so neither overwrites the
+# other nor `make build`'s (arm64: what is deployed).
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+ARCH ?= $(HOST_ARCH)
+INVOKE_BUILT = .aws-sam/invoke-$(ARCH)/build/template.yaml
+# `make deploy`: the samconfig.toml environment (dev or prod), extra template parameters
+# (PARAMS="Name=value ..."), and sam deploy options (ARGS).
+ENV ?= dev
+# samconfig.toml's parameter_overrides of environment $1 for command $2 (the command's own, else
+# the environment's global ones). Given on the command line, --parameter-overrides replaces
+# samconfig's whole: what PARAMS or ARCH add is appended to these.
+samconfig_overrides = $(shell $(TOOLS)/bin/python -c 'import sys, tomlkit; env = tomlkit.parse(open("samconfig.toml").read())[sys.argv[1]]; section = lambda name: env.get(name, {}).get("parameters", {}); print(section(sys.argv[2]).get("parameter_overrides") or section("global").get("parameter_overrides", ""))' $(1) $(2))
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-sam-local lint check clean clean-sam-local build invoke bench \
-        bench-instructions bench-refusals bench-ledger bench-offload build-LoginEtlFunction
+        bench-instructions bench-refusals bench-ledger bench-offload build-LoginEtlFunction \
+        deploy deploy-guided
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,9 +56,22 @@ $(SAM_BUILT): $(TOOLS_STAMP) $(FUNCTION_SOURCES)
 
 build: $(SAM_BUILT)  ## sam build: the Lambda artifact in .aws-sam/build (manylinux wheels, no Docker)
 
-invoke: $(SAM_BUILT)  ## sam local invoke against docker-compose's LocalStack (needs Docker; EVENT=...)
+deploy: $(SAM_BUILT)  ## sam deploy to samconfig's ENV=dev|prod (PARAMS="Name=value ...", ARGS=...)
+	$(SAM) deploy --config-env $(ENV) \
+	  $(if $(PARAMS),--parameter-overrides "$(call samconfig_overrides,$(ENV),deploy) $(PARAMS)") $(ARGS)
+
+deploy-guided: $(SAM_BUILT)  ## sam deploy --guided: asks for the parameters, saves them in samconfig's ENV
+	$(SAM) deploy --guided --config-env $(ENV) $(ARGS)
+
+$(INVOKE_BUILT): $(TOOLS_STAMP) $(FUNCTION_SOURCES)
+	$(if $(filter arm64 x86_64,$(ARCH)),,$(error ARCH is arm64 or x86_64, not '$(ARCH)'))
+	LAMBDA_ARCH=$(ARCH) $(SAM) build --config-env local --build-dir $(dir $@) \
+	  --parameter-overrides Architecture=$(ARCH)
+
+invoke: $(INVOKE_BUILT)  ## sam local invoke for this machine's ARCH, against docker-compose's LocalStack (Docker; EVENT=...)
 	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
-	  $(SAM) local invoke --config-env local --event $(EVENT)
+	  $(SAM) local invoke --config-env local --template-file $(INVOKE_BUILT) --event $(EVENT) \
+	  --parameter-overrides "$(call samconfig_overrides,local,local_invoke) Architecture=$(ARCH)"
 
 run: $(STAMP)  ## start a local stack, send sample messages, load them through the handler (ARGS=...)
 	$(BIN)/login-etl run $(ARGS)
@@ -71,12 +98,13 @@ bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows
 bench-offload: $(STAMP)  ## the mask worker's share of a batch, each against the floor, and the CPU each process spends
 	$(BIN)/python -m benchmarks.offload $(ARGS)
 
-lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint
+lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint, actionlint
 	$(BIN)/ruff check src benchmarks tests
 	$(BIN)/ruff format --check src benchmarks tests
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --region us-east-1
+	$(BIN)/actionlint .github/workflows/*.yml
 
 check: lint test  ## lint + test (CI then runs test-sam-local and run)
 
@@ -89,7 +117,8 @@ clean-sam-local:  ## remove test-sam-local's cache (engine data root: the Lambda
 # --- Lambda artifact: SAM's `BuildMethod: makefile` calls this with ARTIFACTS_DIR set. -------
 # The tests call it too, with the local Python and platform, to import and run the artifact.
 LAMBDA_PYTHON   ?= 3.12
-# The template's Architecture parameter: arm64 in AWS; `make test-sam-local` sets the host's.
+# The template's Architecture parameter: arm64 in AWS; `make invoke` and `make test-sam-local`
+# set the host's.
 LAMBDA_ARCH     ?= arm64
 LAMBDA_PLATFORM ?= manylinux2014_$(if $(filter x86_64,$(LAMBDA_ARCH)),x86_64,aarch64)
 # The Lambda Python runtime provides boto3; bundling it would add ~25 MB (see docs/deploying.md).

@@ -17,6 +17,8 @@ from login_etl.drain import DrainSummary
 from login_etl.ledger_pruning import LedgerWindow, PruneSummary
 from login_etl.pipeline import BatchOutcome
 
+# Every metric carries the dimension service=SERVICE; the template's dashboard and alarms
+# select the metrics by this namespace and that dimension (a test keeps them in step).
 SERVICE = "login-etl"
 NAMESPACE = "LoginEtl"
 
@@ -57,13 +59,16 @@ def report(outcome: BatchOutcome) -> None:
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(outcome.failures))
     latency = outcome.prepare_ms + outcome.write_ms
     metrics.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=latency)
+    # One EMF document per reason (a dimension applies to every metric of its document). The
+    # service dimension is named here: single_metric takes it from POWERTOOLS_SERVICE_NAME only,
+    # and without it the metric would be missing from every view by service (the dashboard's).
     for reason, count in Counter(f.reason.value for f in outcome.failures).items():
         with single_metric(
             name="MessagesFailedByReason",
             unit=MetricUnit.Count,
             value=count,
             namespace=metrics.namespace,
-            default_dimensions=metrics.default_dimensions,
+            default_dimensions={**metrics.default_dimensions, "service": SERVICE},
         ) as metric:
             metric.add_dimension(name="reason", value=reason)
 

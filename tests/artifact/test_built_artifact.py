@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAM_ARTIFACT = ROOT / ".aws-sam" / "build" / "LoginEtlFunction"
 EM_AARCH64 = 183  # ELF e_machine
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "urllib3")
-EVENTS = ("sqs-batch.json", "sqs-fifo-batch.json", "scheduled.json")
+EVENTS = ("sqs-batch.json", "sqs-fifo-batch.json", "scheduled.json", "prune-ledger.json")
 
 
 def pinned() -> dict[str, str]:
@@ -146,6 +146,7 @@ def test_the_artifact_alone_answers_every_event(
     assert len(responses["sqs-batch.json"]["batchItemFailures"]) == 2
     assert len(responses["sqs-fifo-batch.json"]["batchItemFailures"]) == 2
     assert responses["scheduled.json"]["written"] == 10
+    assert responses["prune-ledger.json"]["stoppedBecause"] == "done"  # nothing old to forget
     assert db.run("SELECT count(*) FROM user_logins") == [[4 + 3 + 10]]
     # botocore logged at DEBUG (the drain's ReceiveMessage included), without the bodies.
     raw = {json.loads(body)[field] for body in bodies for field in ("ip", "device_id")}

@@ -143,10 +143,26 @@ def check_scheduled(context: SamLocalContext, db: pg8000.native.Connection, sqs:
     assert sum(int(v) for v in attributes.values()) == 2
 
 
+def check_prune_ledger(context: SamLocalContext, db: pg8000.native.Connection, sqs: Any) -> None:
+    context.invoke(ROOT / "events" / "sqs-batch.json")  # four ledger entries, made now
+    db.run(
+        "UPDATE login_etl_processed_messages SET processed_at = now() - interval '100 days'"
+        " WHERE message_id IN (SELECT message_id FROM login_etl_processed_messages LIMIT 3)"
+    )
+
+    response, logs = context.invoke(ROOT / "events" / "prune-ledger.json")
+
+    ran_in_the_lambda_container(logs)
+    assert response["deleted"] == 3
+    assert response["stoppedBecause"] == "done"
+    assert db.run("SELECT count(*) FROM login_etl_processed_messages") == [[1]]
+
+
 CHECKS: dict[str, Callable[[SamLocalContext, pg8000.native.Connection, Any], None]] = {
     "sqs-batch.json": check_sqs_batch,
     "sqs-fifo-batch.json": check_sqs_fifo_batch,
     "scheduled.json": check_scheduled,
+    "prune-ledger.json": check_prune_ledger,
 }
 
 

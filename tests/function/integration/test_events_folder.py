@@ -64,3 +64,22 @@ def test_scheduled_event_drains_the_queue(queue: Provisioned, db: pg8000.native.
         "stoppedBecause": "queue-empty",
     }
     assert db.run("SELECT count(*) FROM user_logins") == [[4]]
+
+
+def test_prune_ledger_event_forgets_only_entries_past_the_retention_window(
+    stack: LocalStack, db: pg8000.native.Connection
+) -> None:
+    """The input the template's PruneLedger rule sends (EventBridge replaces the event by it)."""
+    lambda_handler(json.loads((EVENTS / "sqs-batch.json").read_text()), LocalContext())
+    db.run(
+        "UPDATE login_etl_processed_messages SET processed_at = now() - interval '100 days'"
+        " WHERE message_id IN (SELECT message_id FROM login_etl_processed_messages LIMIT 3)"
+    )
+    event = json.loads((EVENTS / "prune-ledger.json").read_text())
+
+    response = lambda_handler(event, LocalContext())
+
+    assert response["deleted"] == 3
+    assert response["stoppedBecause"] == "done"
+    assert db.run("SELECT count(*) FROM login_etl_processed_messages") == [[1]]
+    assert db.run("SELECT count(*) FROM user_logins") == [[4]]  # rows are never pruned

@@ -12,6 +12,7 @@ import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
 from login_etl.handler import lambda_handler
+from login_etl.observability import NAMESPACE, SERVICE
 from login_etl_cli.sample_data import generate_labelled
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import LocalContext
@@ -68,3 +69,28 @@ def test_logs_and_metrics_of_one_batch(
     assert metrics["ColdStart"] == [1.0]
     by_reason = [line for line in emf if "reason" in line]
     assert sum(line["MessagesFailedByReason"][0] for line in by_reason) == bad
+
+
+def test_every_metric_carries_the_service_dimension(
+    queue: Provisioned,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Also where POWERTOOLS_SERVICE_NAME is not set: the per-reason metric had it from there."""
+    monkeypatch.delenv("POWERTOOLS_SERVICE_NAME", raising=False)
+    labelled = generate_labelled(20, seed=32, malformed_ratio=0.3)
+    send_bodies(boto3.client("sqs"), queue.queue_url, [body for body, _ in labelled])
+    event = receive_event(queue, 20)
+    capfd.readouterr()
+    cold_start.is_cold_start = True
+
+    lambda_handler(event, LocalContext())
+
+    documents = [line for line in json_lines(capfd.readouterr().out) if "_aws" in line]
+    by_reason = [d for d in documents if "MessagesFailedByReason" in d]
+    assert by_reason  # the batch had failures: the per-reason documents are among these
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == NAMESPACE
+            assert all("service" in dimensions for dimensions in directive["Dimensions"])
+        assert document["service"] == SERVICE

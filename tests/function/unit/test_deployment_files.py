@@ -140,7 +140,9 @@ def test_both_triggers_exist_and_can_be_switched_off() -> None:
     sqs = events["LoginQueue"]["Properties"]
     assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert sqs["Enabled"] == {"Fn::If": ["SqsTriggerOn", True, False]}
-    assert "MaximumConcurrency" in sqs["ScalingConfig"]
+    # MaximumConcurrency unless 0 (provisioned pollers, which exclude it): Lambda refuses both.
+    _, on, _ = sqs["ScalingConfig"]["Fn::If"]
+    assert on == {"MaximumConcurrency": {"Ref": "MaximumConcurrency"}}
     schedule = events["DrainSchedule"]
     assert schedule["Type"] == "Schedule"
     assert schedule["Properties"]["State"] == {"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]}
@@ -154,10 +156,40 @@ def test_local_invoke_only_sets_variables_the_template_declares() -> None:
     assert set(local["LoginEtlFunction"]) <= declared
 
 
-def test_samconfig_has_a_deploy_and_a_local_environment() -> None:
-    deploy = SAMCONFIG["default"]["deploy"]["parameters"]
+def environment_overrides(environment: str, command: str = "deploy") -> dict[str, str]:
+    """What SAM takes: the command's parameter_overrides, else the environment's global ones."""
+    config = SAMCONFIG[environment]
+    line = config.get(command, {}).get("parameters", {}).get("parameter_overrides") or config[
+        "global"
+    ]["parameters"].get("parameter_overrides", "")
+    return dict(pair.split("=", 1) for pair in line.split())
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_samconfig_deploy_environments(environment: str) -> None:
+    config = SAMCONFIG[environment]
+    deploy = config["deploy"]["parameters"]
     assert deploy["capabilities"] == "CAPABILITY_IAM"
     assert deploy["resolve_s3"] is True
+    assert deploy["confirm_changeset"] is (environment == "prod")
+    assert config["global"]["parameters"]["region"]
+    params = environment_overrides(environment)
+    assert set(params) <= set(TEMPLATE["Parameters"])
+    assert "DatabaseSecretArn" not in params  # saved by deploy-guided, or given by CI
+    assert ("sync" in config) is (environment == "dev")  # sam sync skips change sets
+
+
+def test_samconfig_environments_share_no_stack_and_no_data_key() -> None:
+    """dev and prod may share an account: their stacks and SSM parameters must differ."""
+    default = TEMPLATE["Parameters"]["DataKeyParameterName"]["Default"]
+    stacks = {SAMCONFIG[env]["global"]["parameters"]["stack_name"] for env in ("dev", "prod")}
+    keys = {
+        environment_overrides(env).get("DataKeyParameterName", default) for env in ("dev", "prod")
+    }
+    assert len(stacks) == len(keys) == 2
+
+
+def test_samconfig_has_a_local_environment() -> None:
     local = SAMCONFIG["local"]["local_invoke"]["parameters"]
     assert (ROOT / local["env_vars"]).is_file()
     assert (ROOT / local["event"]).is_file()
@@ -190,6 +222,13 @@ def test_compose_runs_localstack_and_postgres_with_the_exact_table() -> None:
     assert words(init_sql) == [*words(CREATE_TABLE), ";"]
 
 
+def test_no_snapstart_while_the_data_key_is_held_in_memory() -> None:
+    """docs/security.md#snapstart-refused: a snapshot would carry the decrypted data key."""
+    assert "SnapStart" not in FUNCTION
+    assert "SnapStart" not in TEMPLATE["Globals"]["Function"]
+    assert "snapstart-refused" in heading_anchors((ROOT / "docs/security.md").read_text())
+
+
 def test_every_setting_the_function_reads_is_in_the_deployment_table() -> None:
     """A setting added without a row would be one no deployer knows of."""
     read = set(
@@ -198,3 +237,37 @@ def test_every_setting_the_function_reads_is_in_the_deployment_table() -> None:
     table = (ROOT / "docs/deploying.md").read_text()
     lambdas_own = {name for name in read if name.startswith(("AWS_LAMBDA_", "LAMBDA_"))}
     assert {name for name in read - lambdas_own if f"| `{name}` |" not in table} == set()
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces -> '-'."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_pointers_from_the_deployment_files_name_sections_that_exist() -> None:
+    """Sections moved from the README into docs/; the comments kept pointing at the README."""
+    files = ["samconfig.toml", "template.yaml", "requirements.txt", "Makefile"]
+    files += [".github/workflows/ci.yml"]
+    texts = {name: (ROOT / name).read_text() for name in files}
+    pointers = [
+        (name, page, anchor)
+        for name, text in texts.items()
+        for page, anchor in re.findall(r"((?:docs/)?[\w-]+\.md)#([\w-]+)", text)
+    ]
+    assert len(pointers) >= 4
+    missing = [
+        (name, f"{page}#{anchor}")
+        for name, page, anchor in pointers
+        if anchor not in heading_anchors((ROOT / page).read_text())
+    ]
+    assert missing == []
+    assert [name for name, text in texts.items() if re.search(r"README[,:] \"", text)] == []
+
+
+def test_the_deployment_page_lists_every_resource_the_template_creates() -> None:
+    """The prune rule and the two managed policies were missing from the list."""
+    page = (ROOT / "docs" / "deploying.md").read_text()
+    table = page[page.index("What the template creates") : page.index("The template's `Rules`")]
+    listed = set(re.findall(r"`(\w+)`", table))
+    assert (set(RESOURCES) | set(FUNCTION["Events"])) - listed == set()
