@@ -132,5 +132,7 @@ def report_ledger_window(window: LedgerWindow, settings: Settings) -> None:
         return
     if is_metrics_disabled():
         return
-    name = "LedgerWindowUnchecked" if window.queues_unread else "LedgerWindowSettingsBelowQueues"
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if window.queues_unread:
+        metrics.add_metric(name="LedgerWindowUnchecked", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="LedgerWindowSettingsBelowQueues", unit=MetricUnit.Count, value=1)
