@@ -19,6 +19,7 @@ import boto3
 import pg8000.native
 import pytest
 
+from login_etl.adapters.postgres.schema import PRUNE_LEDGER_PAGES
 from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
 from login_etl.deadline import Deadline
@@ -105,15 +106,80 @@ def test_the_ledger_stays_flat_over_many_windows_and_nothing_is_doubled(
 def test_pruning_stops_when_time_runs_short(
     store: PostgresLoginStore, db: pg8000.native.Connection
 ) -> None:
-    store.write([(f"m{i}", ROW) for i in range(500)])
-    age_everything(db, 3 * HOUR)
-    # Two batches (each asks twice: whether to go on, and for its timeouts), then too late.
+    store.write([("recent", ROW)])  # creates the tables
+    db.run("TRUNCATE login_etl_processed_messages")
+    db.run(
+        "INSERT INTO login_etl_processed_messages (message_id, processed_at)"
+        " SELECT 'm' || g, now() - interval '3 hours' FROM generate_series(1, 500) g"
+    )
+    db.run("ANALYZE login_etl_processed_messages")  # about 100 entries a step: a page or so
+    # Two steps (each asks twice: whether to go on, and for its timeouts), then too late.
     clock = itertools.chain([60_000] * 4, itertools.repeat(500))
 
     summary = prune_ledger(store, HOUR, 100, Deadline(lambda: next(clock), margin_ms=1_000))
 
-    assert (summary.deleted, summary.stopped_because) == (200, PruneStop.TIME_LIMIT)
-    assert count(db, "login_etl_processed_messages") == 300
+    assert summary.stopped_because is PruneStop.TIME_LIMIT
+    assert 0 < summary.deleted < 500
+    assert count(db, "login_etl_processed_messages") == 500 - summary.deleted
+
+
+def fill_ledger(db: pg8000.native.Connection, old: int, new: int) -> None:
+    """``old`` entries past any window, then ``new`` ones put where old ones were freed: the
+    heap's head holds new entries, the old ones are behind them (a ledger after prunes)."""
+    db.run("TRUNCATE login_etl_processed_messages")
+    db.run(
+        "INSERT INTO login_etl_processed_messages (message_id, processed_at)"
+        " SELECT 'gone-' || lpad(g::text, 8, '0'), now() - interval '100 days'"
+        " FROM generate_series(1, :n) g",
+        n=new + old,
+    )
+    db.run(
+        "DELETE FROM login_etl_processed_messages WHERE message_id <= 'gone-' || lpad(:n, 8, '0')",
+        n=str(new),
+    )
+    db.run("VACUUM login_etl_processed_messages")  # the head's space is free again
+    db.run(
+        "INSERT INTO login_etl_processed_messages (message_id)"
+        " SELECT 'kept-' || g FROM generate_series(1, :n) g",
+        n=new,
+    )
+    db.run("ANALYZE login_etl_processed_messages")
+
+
+def test_a_run_deletes_old_entries_behind_new_ones(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    store.write([("recent", ROW)])  # creates the tables
+    fill_ledger(db, old=20_000, new=20_000)
+    head = db.run("SELECT message_id FROM login_etl_processed_messages WHERE ctid = '(0,1)'")
+    assert head[0][0].startswith("kept-")  # the new entries really are first
+
+    deleted = store.prune(HOUR, 1_000, always)
+
+    assert deleted == 20_000
+    assert count(db, "login_etl_processed_messages") == 20_000
+
+
+def test_each_prune_step_reads_only_its_own_pages(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """A step's cost does not grow with the ledger: a TID range scan of its pages, whatever
+    the ledger's size and wherever its old entries are."""
+    store.write([("recent", ROW)])
+    fill_ledger(db, old=20_000, new=20_000)
+    db.run("START TRANSACTION")
+    try:
+        plan = db.run(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + PRUNE_LEDGER_PAGES,
+            first=100,
+            after=110,
+            retention_s=HOUR,
+        )[0][0][0]["Plan"]
+    finally:
+        db.run("ROLLBACK")
+    scan = plan["Plans"][0]
+    assert scan["Node Type"] == "Tid Range Scan"
+    assert scan["Shared Hit Blocks"] + scan["Shared Read Blocks"] <= 10
 
 
 def test_writers_go_on_while_the_ledger_is_pruned(

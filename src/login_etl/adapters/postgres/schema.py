@@ -52,16 +52,23 @@ WITH batch AS (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)) AS message_
 SELECT message_id FROM batch EXCEPT ALL SELECT message_id FROM added
 """  # noqa: S608 - constant names only
 
-# The ledger is kept for a retention window (config.Settings.ledger_retention_s), then pruned a
-# batch at a time, each batch its own short transaction: writers never wait on a long DELETE.
-# ctid = ANY(ARRAY(...)) is a TID scan of exactly the chosen rows. No index on processed_at:
-# the oldest rows are the first in the heap, so the scan stops early, and an index cost the
-# writers more than it saved the pruning (docs/benchmarks.md, `make bench-ledger`).
-PRUNE_LEDGER_BATCH = f"""
-DELETE FROM {LEDGER} WHERE ctid = ANY(ARRAY(
-  SELECT ctid FROM {LEDGER}
-  WHERE processed_at < now() - make_interval(secs => CAST(:retention_s AS double precision))
-  LIMIT CAST(:rows AS integer)))
+# The ledger is kept for a retention window (ledger_pruning.ledger_window), then pruned a step
+# at a time, each step its own short transaction over a fixed range of the heap's pages (a TID
+# range scan, Postgres 14+): its cost is bounded whatever the ledger's size and history, and
+# every step moves on. A scan for old entries (the previous design) stopped early only while
+# they were first in the heap; once freed space at the head took new entries, it read the whole
+# ledger, past the statement timeout, and no run ever finished (docs/benchmarks.md, "Pruning").
+# No index on processed_at: the writers would pay for it on every insert.
+LEDGER_PAGES = f"""
+SELECT pg_relation_size('{LEDGER}') / current_setting('block_size')::bigint,
+       GREATEST(reltuples, 0) / GREATEST(relpages, 1)
+FROM pg_class WHERE oid = '{LEDGER}'::regclass
+"""  # noqa: S608 - constant names only
+PRUNE_LEDGER_PAGES = f"""
+DELETE FROM {LEDGER}
+WHERE ctid >= CAST(format('(%s,0)', CAST(:first AS bigint)) AS tid)
+  AND ctid < CAST(format('(%s,0)', CAST(:after AS bigint)) AS tid)
+  AND processed_at < now() - make_interval(secs => CAST(:retention_s AS double precision))
 """  # noqa: S608 - constant names only
 
 # app_version decoded back to its dotted form, for analysts.

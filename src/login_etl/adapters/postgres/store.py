@@ -31,7 +31,8 @@ from login_etl.adapters.postgres.isolation import find_refused_rows, is_row_leve
 from login_etl.adapters.postgres.ledger import record_ids
 from login_etl.adapters.postgres.schema import (
     COLUMNS,
-    PRUNE_LEDGER_BATCH,
+    LEDGER_PAGES,
+    PRUNE_LEDGER_PAGES,
     TABLE,
     ensure_schema,
 )
@@ -84,18 +85,24 @@ class PostgresLoginStore:
         keep_going: Callable[[], bool],
         deadline: Deadline | None = None,
     ) -> int:
-        """Delete ledger entries older than ``retention_s``, one short transaction a batch."""
+        """Delete ledger entries older than ``retention_s``: a walk over the ledger's pages,
+        about ``batch_rows`` entries' worth of pages a step, one short transaction each."""
         deleted = 0
         try:
-            while keep_going():
+            session = self._connection(deadline)
+            pages, per_page = session.conn.run(LEDGER_PAGES)[0]
+            step = max(1, int(batch_rows / max(float(per_page), 1.0)))
+            first = 0
+            while first < pages and keep_going():
                 session = self._connection(deadline)
                 with transaction(session, deadline):
-                    session.conn.run(PRUNE_LEDGER_BATCH, retention_s=retention_s, rows=batch_rows)
-                    batch = session.conn.row_count
+                    session.conn.run(
+                        PRUNE_LEDGER_PAGES, first=first, after=first + step, retention_s=retention_s
+                    )
+                    step_deleted = session.conn.row_count
                     session.end("COMMIT")
-                deleted += batch
-                if batch < batch_rows:
-                    break
+                deleted += step_deleted
+                first += step
         finally:
             self._last_used = time.monotonic()
         return deleted
