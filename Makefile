@@ -30,7 +30,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-sam-local lint check clean clean-sam-local build invoke bench \
-        bench-instructions bench-refusals bench-ledger bench-offload build-LoginEtlFunction \
+        bench-instructions bench-refusals bench-ledger build-LoginEtlFunction \
         deploy deploy-guided
 
 help:  ## list the targets
@@ -94,9 +94,6 @@ bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,5000
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
 	$(BIN)/python -m benchmarks.refusals $(ARGS)
-
-bench-offload: $(STAMP)  ## the mask worker's share of a batch, each against the floor, and the CPU each process spends
-	$(BIN)/python -m benchmarks.offload $(ARGS)
 
 lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint, actionlint
 	$(BIN)/ruff check src benchmarks tests

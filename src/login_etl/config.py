@@ -245,7 +245,7 @@ def _decode(text: str) -> str:
     if _BAD_ESCAPE.search(text):
         raise ConfigurationError(URL_ESCAPE) from None
     # Not raised inside an ``except``: even ``from None`` keeps the caught UnicodeDecodeError
-    # (which quotes the bytes) as ``__context__``, where error reporters look (found in review).
+    # (which quotes the bytes) as ``__context__``, where error reporters look.
     decoded = unquote(text, errors="surrogateescape")  # bytes that are not UTF-8 -> U+DC80-DCFF
     if any("\udc80" <= char <= "\udcff" for char in decoded):
         raise ConfigurationError(URL_ESCAPE) from None

@@ -74,8 +74,8 @@ def connect(params: ConnectionParams, timeout_s: float | None = None) -> pg8000.
         timeout_s = params.connect_timeout_s
     sock = socket.create_connection((params.host, params.port), timeout_s)
     # pg8000 writes a COPY as several small packets; with Nagle's algorithm the last one waits
-    # for the server's delayed ACK: 40 ms per batch, whatever its size (measured: a 10-record
-    # batch took 43 ms, 1.4 ms with TCP_NODELAY). libpq sets it too.
+    # for the server's delayed ACK, once per batch whatever its size, which is most of a small
+    # batch's time (docs/benchmarks.md, "TCP_NODELAY"). libpq sets it too.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _keep_alive(sock)
     # Unverified TLS may be an impostor's: it gets no password, cleartext or MD5 (an MD5

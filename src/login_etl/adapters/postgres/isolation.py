@@ -12,8 +12,9 @@ PL/pgSQL block, in batch order, inside a transaction that is rolled back after:
   refused. Undone subtransactions release
   their locks and transaction ids at once, so one savepoint is alive at a time whatever the
   number of refused rows. (Nested client-side savepoints, the previous design, kept one
-  subtransaction and its lock per level and per accepted half: 5,000 refused rows of 10,000
-  exhausted the lock table, ``53200 out of shared memory``, after 73 s.)
+  subtransaction and its lock per level and per accepted half: thousands of refused rows
+  exhausted the lock table, ``53200 out of shared memory``; docs/benchmarks.md,
+  "Refused rows".)
 
 The batch travels as a transaction-local setting (``set_config(..., true)``): a ``DO`` block
 takes no parameters, and the setting needs no privilege, no temporary table and no DDL.

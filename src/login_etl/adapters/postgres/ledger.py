@@ -70,9 +70,10 @@ def copy_ids(ids: Sequence[str]) -> bytes:
 def json_array(ids: Sequence[str]) -> str:
     """The ids as a JSON array of strings.
 
-    Message ids (SQS's are UUIDs) need no escaping; joined, they are checked at once: 100
-    instructions an id against 2,200 for ``json.dumps`` (callgrind). Anything else (a quote,
-    a backslash, a control or unprintable character) goes through ``json.dumps``.
+    Message ids (SQS's are UUIDs) need no escaping; joined, they are checked at once, for a
+    small part of what ``json.dumps`` costs (docs/benchmarks.md, "The ledger insert").
+    Anything else (a quote, a backslash, a control or unprintable character) goes through
+    ``json.dumps``.
     """
     joined = '","'.join(ids)
     plain = ids and joined.isprintable() and "\\" not in joined

@@ -41,8 +41,8 @@ CREATE TABLE IF NOT EXISTS {LEDGER}(
 # returned row in Python too (docs/benchmarks.md, "The ledger insert").
 # ORDER BY: concurrent batches that share ids (a redelivery racing a slow first delivery) take
 # the ledger's row locks in one global order, so they wait for each other instead of
-# deadlocking (40P01, a whole-batch retry each, in a run of concurrent writers). Code
-# point order (COLLATE "C"), the order of the ledger's COPY (postgres_ledger), whatever the
+# deadlocking (40P01, a whole-batch retry each; docs/benchmarks.md, "The ledger insert"). Code
+# point order (COLLATE "C"), the order of the ledger's COPY (ledger.py), whatever the
 # database's collation.
 INSERT_LEDGER = f"""
 WITH batch AS (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)) AS message_id),
