@@ -29,7 +29,7 @@ samconfig_overrides = $(shell $(TOOLS)/bin/python -c 'import sys, tomlkit; env =
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-sam-local lint check clean clean-sam-local build invoke bench \
+.PHONY: help install run test test-unit test-sam-local lint check clean clean-sam-local build invoke bench \
         bench-instructions bench-refusals bench-ledger build-LoginEtlFunction \
         deploy deploy-guided
 
@@ -75,6 +75,9 @@ invoke: $(INVOKE_BUILT)  ## sam local invoke for this machine's ARCH, against do
 
 run: $(STAMP)  ## start a local stack, send sample messages, load them through the handler (ARGS=...)
 	$(BIN)/login-etl run $(ARGS)
+
+test-unit: $(STAMP)  ## the fast lane: pure unit tests, no stack and no build (under a minute)
+	$(BIN)/pytest tests/function/unit tests/test_layout.py $(ARGS)
 
 test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
