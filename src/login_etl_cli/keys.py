@@ -20,7 +20,6 @@ from login_etl.adapters.kms_data_key import KmsDataKeySource
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
 from login_etl.domain.keyring import Keyring
 from login_etl.domain.masking import DeterministicMasker
-from login_etl.domain.redrive_claim import ClaimKey, ClaimVerifier
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -99,15 +98,6 @@ class KeyStore:
         """Every key, decrypted with KMS (one call each): what unmasking and rekeying need."""
         keys, current = self._decrypted()
         return Keyring([DeterministicMasker(key) for key in keys], current)
-
-    def redrive_claims(self) -> tuple[ClaimKey, ClaimVerifier]:
-        """What ``login-etl dlq redrive`` needs: the current key signs, every key verifies."""
-        keys, current = self._decrypted()
-        claim_keys = [ClaimKey(key) for key in keys]
-        signer = next((k for k in claim_keys if k.key_id == current), None)
-        if signer is None:
-            raise LookupError(f"the current key {current:08x} is not in {self._keyring_path}")
-        return signer, ClaimVerifier(claim_keys)
 
     def _decrypted(self) -> tuple[tuple[bytes, ...], int]:
         """Every plaintext data key of the ring, and the current key's id."""
