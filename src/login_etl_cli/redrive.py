@@ -125,7 +125,9 @@ class _Run:
         self._queue_arn, self._region = queue_arn, queue_arn.split(":")[3]
         self.summary = summary
         self._seen: set[str] = set()
-        self._held: dict[str, str] = {}  # message id -> receipt handle: left in the DLQ
+        # message id -> receipt handle of every message received and not deleted: released at
+        # the end, or on the way out of an interruption (gathered or carried ones included).
+        self._held: dict[str, str] = {}
         self._carried: list[_Ready] = []  # received, but past the last batch's byte limit
 
     def gather(self, batch_size: int, max_event_bytes: int) -> list[_Ready]:
@@ -154,8 +156,6 @@ class _Run:
 
     def hand_over(self, batch: list[_Ready], function: Function) -> None:
         """Invoke the function with the batch; delete what it acknowledged."""
-        for ready in batch:  # until the function has answered, each stays in the DLQ
-            self._held[ready.message["MessageId"]] = ready.message["ReceiptHandle"]
         ids = {ready.message["MessageId"] for ready in batch}
         self.summary.invocations += 1
         self.summary.handed += len(batch)
@@ -181,7 +181,7 @@ class _Run:
                 f"the function {what}: none of the batch's {len(batch)} messages was deleted"
                 " from the DLQ. Find the cause in the function's logs, then run this again"
             )
-        acknowledged = [r.message for r in batch if r.message["MessageId"] not in failed]
+        acknowledged = [message_id for message_id in ids if message_id not in failed]
         deleted = self._delete(acknowledged)
         for message_id in deleted:
             del self._held[message_id]
@@ -217,33 +217,32 @@ class _Run:
         ready = []
         for message in received:
             message_id = message["MessageId"]
+            self._held[message_id] = message["ReceiptHandle"]  # the latest receive's handle
             if message_id in self._seen:  # back after the hold, in this run: left alone
-                self._held[message_id] = message["ReceiptHandle"]
                 continue
             self._seen.add(message_id)
             if self._keep is not None and not self._keep(message):
-                self._held[message_id] = message["ReceiptHandle"]
                 self.summary.refused += 1
                 continue
             record = lambda_record(message, self._queue_arn, self._region)
             size = len(encode_event(record)) + 1
             if _EVENT_FRAME_BYTES + size > max_event_bytes:
-                self._held[message_id] = message["ReceiptHandle"]
                 self.summary.too_large += 1
                 continue
             ready.append(_Ready(message, record, size))
         return ready
 
-    def _delete(self, messages: list[MessageTypeDef]) -> list[str]:
-        """Delete from the DLQ; the ids SQS deleted."""
+    def _delete(self, message_ids: list[str]) -> list[str]:
+        """Delete from the DLQ (with each message's latest receipt handle); the ids deleted."""
         deleted = []
-        for start in range(0, len(messages), _SQS_MAX_BATCH):
-            chunk = messages[start : start + _SQS_MAX_BATCH]
+        for start in range(0, len(message_ids), _SQS_MAX_BATCH):
+            chunk = message_ids[start : start + _SQS_MAX_BATCH]
             response = self._sqs.delete_message_batch(
                 QueueUrl=self._dlq_url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                    {"Id": str(i), "ReceiptHandle": self._held[message_id]}
+                    for i, message_id in enumerate(chunk)
                 ],
             )
-            deleted += [chunk[int(entry["Id"])]["MessageId"] for entry in response["Successful"]]
+            deleted += [chunk[int(entry["Id"])] for entry in response["Successful"]]
         return deleted

@@ -20,8 +20,8 @@ so the function meets what it meets in Lambda and nothing else:
 
 The protocol: one JSON line per invocation on the child's stdin (``event``, ``deadline_ms``,
 ``request_id``: what Lambda's runtime API hands a runtime), one JSON line back on a pipe of its
-own (``payload``, ``functionError``). The function's own output, its logs, goes where this
-process's goes, as Lambda sends it to CloudWatch.
+own (``payload``, ``functionError``). The function's own output, its logs, goes to this
+process's stderr (where Lambda sends it to CloudWatch): the command's stdout stays its own.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ MEMORY_MB = 512  # the template's FunctionMemory default
 # How late past its deadline an answer may come before the invocation counts as timed out:
 # the time to read and write the answer, not more.
 LATE_ANSWER_S = 2.0
+STDERR = 2  # the file descriptor, whatever object sys.stderr is at the time
 
 
 def lambda_environment(function_name: str, memory_mb: int) -> dict[str, str]:
@@ -172,6 +173,7 @@ class FunctionProcess:
                         str(os.getpid()),
                     ],
                     stdin=subprocess.PIPE,
+                    stdout=STDERR,  # its logs are diagnostics, not the command's output
                     pass_fds=(answer_end,),
                     env=self._environment,
                     start_new_session=True,  # the terminal's Ctrl-C is not the function's

@@ -28,6 +28,7 @@ from login_etl_cli.local_stack import LocalStack, Provisioned, patched_environ
 from login_etl_cli.redrive import FunctionFailedError, RedriveSummary, redrive
 from login_etl_cli.sample_data import generate_labelled
 from login_etl_cli.seeding import send_bodies
+from login_etl_cli.sqs_event import lambda_record
 from login_etl_local.event_source_mapping import LocalContext, queue_is_empty
 from login_etl_local.function_process import FunctionProcess
 from tests.cli_helpers import login_etl, marked_commands, spawn, wait_for
@@ -209,6 +210,53 @@ def test_a_batch_written_but_not_deleted_is_written_once_by_the_next_run(
     assert dlq_depth(queue) == (0, 0)
 
 
+class InterruptedAt:
+    """A function that acknowledges every batch until the ``n``-th, where Ctrl-C comes."""
+
+    def __init__(self, n: int) -> None:
+        self.calls = 0
+        self._n = n
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        self.calls += 1
+        if self.calls == self._n:
+            raise KeyboardInterrupt
+        return Invocation({"batchItemFailures": []})
+
+    def __enter__(self) -> InterruptedAt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_an_interrupted_redrive_leaves_every_undeleted_message_visible_at_once(
+    queue: Provisioned,
+) -> None:
+    sqs = boto3.client("sqs")
+    send_bodies(sqs, queue.dlq_url, logins(40, seed=43))
+    [peeked] = sqs.receive_message(
+        QueueUrl=queue.dlq_url, VisibilityTimeout=0, AttributeNames=["All"]
+    )["Messages"]
+    record_size = len(encode_event(lambda_record(peeked, queue.queue_arn, "us-east-1"))) + 20
+    summary = RedriveSummary()
+
+    with pytest.raises(KeyboardInterrupt):
+        redrive(
+            sqs,
+            queue.dlq_url,
+            queue.queue_arn,
+            InterruptedAt(3),
+            max_event_bytes=2 * record_size,  # two records a batch: each receive carries some
+            hold_s=300,  # they would stay invisible for five minutes, were they not released
+            summary=summary,
+        )
+
+    # Two batches deleted; the third (in the function) and those received past it come back.
+    assert summary.deleted == 4
+    assert dlq_depth(queue) == (36, 0)
+
+
 def test_a_redrive_killed_mid_run_and_run_again_loses_nothing_and_writes_nothing_twice(
     stack: LocalStack, queue: Provisioned, db: pg8000.native.Connection, tmp_path: Path
 ) -> None:
@@ -227,6 +275,8 @@ def test_a_redrive_killed_mid_run_and_run_again_loses_nothing_and_writes_nothing
     written, (visible, held) = ledger_size(db), dlq_depth(queue)
     assert 25 <= written < 600  # it was killed mid-run
     assert written + visible + held >= 600  # each message written, or still in the DLQ
+    at_once = login_etl(*command, cwd=tmp_path, env=names)  # what the killed run held waits
+    assert at_once.returncode == 0, at_once.stderr
     wait_for(lambda: dlq_depth(queue)[1] == 0, "the held messages to come back")
     rerun = login_etl(*command, cwd=tmp_path, env=names)
 
@@ -269,6 +319,21 @@ def test_what_fails_validation_stays_unless_all_and_then_the_function_refuses_it
     assert "warning: 3 of them fail validation" in forced.err
     assert len(rows_by_user(db)) == 1
     assert dlq_depth(queue) == (3, 0)
+
+
+def test_messages_another_reader_holds_are_left_and_counted(
+    queue: Provisioned, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = boto3.client("sqs")
+    send_bodies(sqs, queue.dlq_url, logins(3, seed=44))
+    sqs.receive_message(QueueUrl=queue.dlq_url, MaxNumberOfMessages=1, VisibilityTimeout=300)
+    with patched_environ({"DLQ_URL": queue.dlq_url}):
+        assert cli.main(["dlq", "redrive", "--hold", str(HOLD_S)]) == 0
+
+    out = capsys.readouterr().out
+    assert ": 2 deleted from the DLQ" in out
+    assert "1 message(s) of the DLQ are held by another reader" in out
+    assert dlq_depth(queue) == (0, 1)
 
 
 def test_a_failing_function_deletes_nothing_and_says_why(

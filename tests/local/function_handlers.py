@@ -9,7 +9,7 @@ from typing import Any
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
-    """``{"do": ...}``: answer, raise, exit, sleep, or answer what JSON cannot carry."""
+    """``{"do": ...}``: answer, raise, exit, sleep, log, or answer what JSON cannot carry."""
     action = event["do"]
     if action == "raise":
         raise ValueError("refused on purpose")
@@ -19,6 +19,8 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         time.sleep(event["seconds"])
     if action == "unserialisable":
         return {"when": object()}
+    if action == "log":
+        print("a line of the function's log", flush=True)
     return {
         "pid": os.getpid(),
         "session": os.getsid(0),

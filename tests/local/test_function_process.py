@@ -64,6 +64,17 @@ def test_the_function_gets_its_environment_and_lambdas_own() -> None:
     assert 25_000 < answer["remaining_ms"] <= 30_000  # counts down to the deadline
 
 
+def test_the_functions_output_goes_to_stderr_not_the_commands_stdout(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with function() as process:
+        process.invoke({"do": "log"})
+
+    out, err = capfd.readouterr()
+    assert "a line of the function's log" in err
+    assert "a line of the function's log" not in out
+
+
 def test_an_exception_is_lambdas_error_answer_and_the_process_stays() -> None:
     with function() as process:
         failed = process.invoke({"do": "raise"})

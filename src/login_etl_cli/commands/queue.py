@@ -159,6 +159,17 @@ def dlq_redrive(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     finally:
         _say_what_was_done(summary, dlq_url, described)
+    held = int(
+        sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
+    )
+    if held:
+        print(
+            f"{held} message(s) of the DLQ are held by another reader (an interrupted redrive,"
+            " say) and were not handed over: run this again once they are visible (--hold"
+            " of that run)"
+        )
     if invalid:
         reasons = Counter(invalid.values()).most_common()
         listed = "; ".join(f"{n} {reason}" for reason, n in reasons)

@@ -62,7 +62,9 @@ def register(commands: Any, summary: str) -> None:
         default=5,
         help="deliveries before a message is dead-lettered (a throwaway stack's redrive policy)",
     )
-    run.add_argument("--verbose", action="store_true", help="show the function's JSON logs")
+    run.add_argument(
+        "--verbose", action="store_true", help="show the function's JSON logs (on stderr)"
+    )
     run.set_defaults(command=run_command)
 
 
