@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from login_etl_cli.seeding import send_bodies
 from login_etl_cli.sqs_event import lambda_record
 from login_etl_local.event_source_mapping import LocalContext, queue_is_empty
 from login_etl_local.function_process import FunctionProcess
+from login_etl_local.provisioning import provision
 from tests.cli_helpers import login_etl, marked_commands, spawn, wait_for
 from tests.sqs_helpers import receive_event
 
@@ -426,6 +428,33 @@ def test_the_event_is_what_lambda_delivers_from_the_source_queue(queue: Provisio
     assert record["eventSourceARN"] == queue.queue_arn  # the queue the function is mapped to
     assert record["awsRegion"] == "us-east-1"
     assert len(record["md5OfBody"]) == 32
+
+
+def test_a_fifo_dlq_is_handed_over_in_each_groups_order(stack: LocalStack) -> None:
+    sqs = boto3.client("sqs")
+    fifo = provision(
+        sqs,
+        boto3.client("kms"),
+        boto3.client("ssm"),
+        queue_name=f"login-redrive-{uuid.uuid4().hex[:8]}.fifo",
+    )
+    sent = {
+        group: send_bodies(sqs, fifo.dlq_url, logins(6, seed=seed), group_id=group)
+        for group, seed in (("g", 45), ("h", 46))
+    }
+    function = Answers()
+
+    summary = redrive(sqs, fifo.dlq_url, fifo.queue_arn, function, batch_size=4, hold_s=HOLD_S)
+
+    handed: dict[str, list[str]] = {}
+    for event in function.events:
+        for record in event["Records"]:
+            handed.setdefault(record["attributes"]["MessageGroupId"], []).append(
+                record["messageId"]
+            )
+    assert handed == sent
+    assert summary.deleted == 12
+    assert all(len(event["Records"]) <= 4 for event in function.events)
 
 
 def test_batches_are_bounded_by_count_and_by_the_payload_limit(queue: Provisioned) -> None:
