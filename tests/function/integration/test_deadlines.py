@@ -52,7 +52,9 @@ def slow_first_copy(tables: pg8000.native.Connection) -> pg8000.native.Connectio
     """The first COPY into user_logins takes SLOW_COPY_S on the server (a slow disk, a DBA's
     audit trigger); later ones do not. A sequence, because it is not rolled back."""
     db = tables
-    db.run("CREATE SEQUENCE IF NOT EXISTS slow_once")
+    # A fresh one each test: the tables are dropped between tests, a sequence is not.
+    db.run("DROP SEQUENCE IF EXISTS slow_once")
+    db.run("CREATE SEQUENCE slow_once")
     db.run(
         "CREATE OR REPLACE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         f" IF nextval('slow_once') = 1 THEN PERFORM pg_sleep({SLOW_COPY_S}); END IF;"
