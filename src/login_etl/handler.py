@@ -93,7 +93,7 @@ def handle_prune(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
         runtime.store,
         window.seconds,
         settings.ledger_prune_batch_rows,
-        Deadline(context.get_remaining_time_in_millis, settings.drain_safety_margin_ms),
+        Deadline(context.get_remaining_time_in_millis),
     )
     report_prune(summary)
     return summary.as_response()

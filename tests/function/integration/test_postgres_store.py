@@ -115,12 +115,6 @@ def test_reconnects_after_the_connection_is_lost(
     assert store.write([("m2", row())]).written == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the prune's first statement runs outside the transaction scope: a read that"
-    " times out there leaves the session unusable ('cannot read from timed out object') and"
-    " not marked lost, so the next batch fails on it",
-)
 def test_a_prune_that_gave_up_waiting_leaves_a_connection_the_next_write_can_use(
     store: PostgresLoginStore, db: pg8000.native.Connection
 ) -> None:

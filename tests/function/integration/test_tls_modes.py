@@ -37,6 +37,8 @@ CLEARTEXT = struct.pack("!cii", b"R", 8, 3)
 MD5 = struct.pack("!cii", b"R", 12, 5) + b"salt"
 SCRAM = b"SCRAM-SHA-256\x00\x00"
 SASL = struct.pack("!cii", b"R", 8 + len(SCRAM), 10) + SCRAM
+SCRAM_PLUS = b"SCRAM-SHA-256-PLUS\x00SCRAM-SHA-256\x00\x00"
+SASL_PLUS = struct.pack("!cii", b"R", 8 + len(SCRAM_PLUS), 10) + SCRAM_PLUS
 # AuthenticationOk at once, then ReadyForQuery: no password asked, nothing proved.
 NO_AUTHENTICATION = struct.pack("!cii", b"R", 8, 0) + struct.pack("!cic", b"Z", 5, b"I")
 
@@ -169,19 +171,24 @@ def test_require_never_sends_a_password_or_its_md5(impostor: Impostor) -> None:
 
 
 @pytest.mark.parametrize("impostor", [SASL], indirect=True)
-def test_require_answers_scram_which_reveals_nothing(impostor: Impostor) -> None:
+def test_require_refuses_scram_without_channel_binding(impostor: Impostor) -> None:
+    with pytest.raises(PasswordNotSentError):
+        connect_to(impostor, "require")
+    assert impostor.received in (b"", TERMINATE)
+
+
+@pytest.mark.parametrize("impostor", [SASL_PLUS], indirect=True)
+def test_require_answers_scram_bound_to_the_channel_which_reveals_nothing(
+    impostor: Impostor,
+) -> None:
     with pytest.raises(pg8000.native.InterfaceError):  # the impostor cannot go on
         connect_to(impostor, "require")
     assert impostor.tls
-    assert b"SCRAM-SHA-256" in impostor.received  # the client's first SCRAM message
+    assert b"SCRAM-SHA-256-PLUS" in impostor.received  # the client's first SCRAM message
+    assert b"p=tls-server-end-point" in impostor.received  # bound to the impostor's channel
     assert PASSWORD.encode() not in impostor.received
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="require accepts AuthenticationOk with no exchange at all: an impostor that asks"
-    " for nothing gets every statement, and the batches' rows",
-)
 @pytest.mark.parametrize("impostor", [NO_AUTHENTICATION], indirect=True)
 def test_require_sends_nothing_to_a_server_that_skips_authentication(impostor: Impostor) -> None:
     with contextlib.suppress(pg8000.native.InterfaceError, OSError):
@@ -260,12 +267,6 @@ def query(target: ConnectionParams, statement: str) -> None:
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="require answers SCRAM without channel binding whenever the server offers only"
-    " SCRAM-SHA-256: a relay that terminates TLS passes the exchange on and holds an"
-    " authenticated session as the function's user",
-)
 def test_require_gets_no_session_through_a_relay_that_terminates_tls(relay: Relay) -> None:
     """The proof is for the real server, and a relay makes it so: only channel binding
     (SCRAM-SHA-256-PLUS, the client's TLS end tied into the proof) tells the two apart."""
@@ -275,11 +276,6 @@ def test_require_gets_no_session_through_a_relay_that_terminates_tls(relay: Rela
     assert b"rows the relay reads in clear" not in relay.seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DB_SSL_ROOT_CERT is checked to be a file, not to hold a certificate: the cold"
-    " start passes, then every connect fails with ssl.SSLError",
-)
 def test_a_root_cert_file_that_holds_no_certificate_fails_the_cold_start(tmp_path: Path) -> None:
     bundle = tmp_path / "rds-ca.pem"
     bundle.write_text("<html>403 Forbidden</html>\n")  # a download that went wrong

@@ -41,9 +41,8 @@ def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) 
     return the ids are locked by it. One round trip; a redelivery costs three more and a new
     transaction (as does every batch on a ledger under row-level security).
     """
-    conn = session.conn
     try:
-        conn.run(COPY_IDS, stream=[copy_ids(ids)])
+        session.run(COPY_IDS, stream=[copy_ids(ids)])
     except pg8000.native.DatabaseError as error:
         if sqlstate(error) not in (UNIQUE_VIOLATION, FEATURE_NOT_SUPPORTED):
             raise
@@ -51,7 +50,7 @@ def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) 
         return set()
     session.end("ROLLBACK")
     session.begin(deadline)
-    return {row[0] for row in conn.run(INSERT_LEDGER, ids=json_array(ids))}
+    return {row[0] for row in session.run(INSERT_LEDGER, ids=json_array(ids))}
 
 
 def copy_ids(ids: Sequence[str]) -> bytes:
