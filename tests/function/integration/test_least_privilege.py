@@ -180,16 +180,17 @@ def test_db_init_made_everything_owned_by_the_admin_and_reruns_as_a_no_op(
         owners = admin.run(
             "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c"
             " WHERE c.relname IN ('user_logins', 'login_etl_processed_messages',"
-            " 'user_logins_decoded', 'login_etl_pii_audit') ORDER BY 1"
+            " 'user_logins_decoded', 'login_etl_prune_position', 'login_etl_pii_audit')"
+            " ORDER BY 1"
         )
-    assert [owner for _, owner in owners] == ["login_etl_admin"] * 4
+    assert [owner for _, owner in owners] == ["login_etl_admin"] * 5
 
     again = login_etl(users.admin, "db", "init", cwd=tmp_path)
 
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == (
         "already there: user_logins, login_etl_processed_messages, user_logins_decoded,"
-        " login_etl_pii_audit"
+        " login_etl_prune_position, login_etl_pii_audit"
     )
     by_operator = login_etl(users.operator, "db", "init", cwd=tmp_path)
     assert by_operator.returncode == 1
