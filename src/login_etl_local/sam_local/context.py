@@ -100,6 +100,9 @@ class SamLocalContext:
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_REGION": self.host_environment["AWS_REGION"],
                 "AWS_DEFAULT_REGION": self.host_environment["AWS_REGION"],
+                # SAM asks STS for the account id before it invokes: LocalStack's, not AWS's
+                # (a variable the template does not declare, so the container never sees it).
+                "AWS_ENDPOINT_URL_STS": self.host_environment["AWS_ENDPOINT_URL"],
             },
             capture_output=True,
             text=True,
