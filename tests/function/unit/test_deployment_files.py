@@ -159,6 +159,13 @@ def test_local_invoke_only_sets_variables_the_template_declares() -> None:
     assert set(local["LoginEtlFunction"]) <= declared
 
 
+def test_the_endpoint_variable_is_declared_for_sam_local_but_never_deployed() -> None:
+    # LocalStack applies a function's own variables over the AWS_ENDPOINT_URL it injects: a
+    # deployed "" replaced it. NoValue drops the key once deployed; SAM still sees it declared.
+    variables = FUNCTION["Environment"]["Variables"]
+    assert variables["AWS_ENDPOINT_URL"] == {"Ref": "AWS::NoValue"}
+
+
 def environment_overrides(environment: str, command: str = "deploy") -> dict[str, str]:
     """What SAM takes: the command's parameter_overrides, else the environment's global ones."""
     config = SAMCONFIG[environment]
