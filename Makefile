@@ -29,8 +29,8 @@ samconfig_overrides = $(shell $(TOOLS)/bin/python -c 'import sys, tomlkit; env =
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-sam-local lint check clean clean-sam-local build invoke bench \
-        bench-instructions bench-refusals bench-ledger bench-offload build-LoginEtlFunction \
+.PHONY: help install run test test-unit test-sam-local lint check clean clean-sam-local build invoke bench \
+        bench-instructions bench-refusals bench-ledger build-LoginEtlFunction \
         deploy deploy-guided
 
 help:  ## list the targets
@@ -76,6 +76,9 @@ invoke: $(INVOKE_BUILT)  ## sam local invoke for this machine's ARCH, against do
 run: $(STAMP)  ## start a local stack, send sample messages, load them through the handler (ARGS=...)
 	$(BIN)/login-etl run $(ARGS)
 
+test-unit: $(STAMP)  ## the fast lane: pure unit tests, no stack and no build (under a minute)
+	$(BIN)/pytest tests/function/unit tests/test_layout.py $(ARGS)
+
 test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server), end-to-end, artifact
 	$(BIN)/pytest $(ARGS)
 
@@ -94,9 +97,6 @@ bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,5000
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
 	$(BIN)/python -m benchmarks.refusals $(ARGS)
-
-bench-offload: $(STAMP)  ## the mask worker's share of a batch, each against the floor, and the CPU each process spends
-	$(BIN)/python -m benchmarks.offload $(ARGS)
 
 lint: $(STAMP) $(TOOLS_STAMP)  ## ruff, ruff format, mypy --strict, cfn-lint, sam validate --lint, actionlint
 	$(BIN)/ruff check src benchmarks tests

@@ -4,7 +4,7 @@ Wall-clock figures move 3x with the machine's load; the number of instructions a
 does not (callgrind counts them, it does not time them, and the run is deterministic: fixed
 bodies, fixed message ids, ``PYTHONHASHSEED=0``, empty tables). Postgres runs in its own
 process, which valgrind does not follow: what is counted is exactly the function's side,
-including pg8000's work on the socket and the writer thread if any.
+including pg8000's work on the socket.
 
 A fresh interpreter runs under callgrind with ``--dump-before=getsid``; between phases it calls
 ``os.getsid(0)`` (nothing else here calls it), so each phase's instructions land in a dump of

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from login_etl.adapters.config_stores import read_parameter
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
-from login_etl_local.event_source_mapping import lambda_record
+from login_etl_cli.sqs_event import lambda_record
 from login_etl_local.provisioning import Provisioned
 
 

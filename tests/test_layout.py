@@ -1,10 +1,9 @@
 """The layout's dependency rule, read from the source: the tree shows who depends on whom.
 
 * ``login_etl`` (the function, what runs in Lambda) imports none of the other three;
-* ``login_etl_cli`` (the operator CLI) imports from ``login_etl_local`` only what finds a
-  running local stack, ``login_etl_local.stack_record``; the ``stack`` and ``run`` commands
-  (``login_etl_local.commands``) are imported lazily, inside a function of the command
-  registry, and nowhere else; nothing of ``benchmarks``;
+* ``login_etl_cli`` (the operator CLI) imports nothing of ``login_etl_local`` nor of
+  ``benchmarks``: the local stack's commands and function process plug in through entry points
+  (``pyproject.toml``), and the CLI reads the stack's record with its own ``local_stack``;
 * ``login_etl_local`` (the laptop's stack and emulators) imports nothing of ``benchmarks``.
 
 Every import counts: at module level, under ``TYPE_CHECKING``, inside functions, and
@@ -16,7 +15,9 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,7 @@ PACKAGES = {
     "login_etl_local": ROOT / "src" / "login_etl_local",
     "benchmarks": ROOT / "benchmarks",
 }
-FINDER = "login_etl_local.stack_record"
-LAZY_COMMANDS = "login_etl_local.commands"
-REGISTRY = "login_etl_cli.commands.registry"
+ENTRY_POINT_GROUPS = ("login_etl.commands", "login_etl.functions")
 
 
 @dataclass(frozen=True)
@@ -108,14 +107,8 @@ def violation(item: Import) -> str | None:
     elif within(importer, "login_etl_cli"):
         if within(target, "benchmarks"):
             return "the operator CLI does not import the benchmarks"
-        if not within(target, "login_etl_local") or within(target, FINDER):
-            return None
-        if within(target, LAZY_COMMANDS) and importer == REGISTRY and item.in_function:
-            return None
-        return (
-            f"the operator CLI imports only {FINDER} from the local stack"
-            f" ({LAZY_COMMANDS} lazily, inside {REGISTRY}'s functions)"
-        )
+        if within(target, "login_etl_local"):
+            return "the operator CLI imports nothing of the local stack (entry points plug it in)"
     elif within(importer, "login_etl_local") and within(target, "benchmarks"):
         return "the local stack does not import the benchmarks"
     return None
@@ -140,12 +133,13 @@ def test_the_dependency_rule_holds() -> None:
 @pytest.mark.parametrize(
     ("item", "allowed"),
     [
-        (Import("login_etl_cli.targets", "login_etl_local.stack_record.X", 1, False), True),
-        (Import("login_etl_cli.targets", "login_etl_local.stack.LocalStack", 1, False), False),
+        (Import("login_etl_cli.targets", "login_etl_cli.local_stack.X", 1, False), True),
+        (Import("login_etl_cli.targets", "login_etl_local.stack_record.X", 1, False), False),
         (Import("login_etl_cli.targets", "login_etl_local.stack.LocalStack", 1, True), False),
-        (Import(REGISTRY, "login_etl_local.commands.stack", 1, True), True),
-        (Import(REGISTRY, "login_etl_local.commands.stack", 1, False), False),
+        (Import("login_etl_cli.commands.registry", "login_etl_local.commands", 1, True), False),
         (Import("login_etl_cli.main", "login_etl_local.commands.run", 1, True), False),
+        (Import("login_etl_cli.redrive", "login_etl_local", 1, False), False),
+        (Import("login_etl_local.stack_record", "login_etl_cli.local_stack.X", 1, False), True),
         (Import("login_etl.handler", "login_etl_cli.keys.KeyStore", 1, True), False),
         (Import("login_etl_local.stack", "benchmarks.floor", 1, False), False),
         (Import("login_etl_local.stack", "login_etl_cli.signals.shielded", 1, False), True),
@@ -193,5 +187,19 @@ def test_stack_and_run_are_imported_only_when_named() -> None:
     unnamed = loaded_local_modules()
     named = loaded_local_modules("stack", "run")
 
-    assert not {m for m in unnamed if within(m, LAZY_COMMANDS) or m.endswith((".stack", ".run"))}
+    # The entry points' light module only, for the summaries of login-etl --help.
+    assert unnamed == {"login_etl_local", "login_etl_local.commands"}
     assert {"login_etl_local.commands.stack", "login_etl_local.commands.run"} <= named
+
+
+def test_what_the_local_stack_plugs_in_is_declared_and_loads() -> None:
+    """The entry points the CLI finds the local commands and function process by."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    installed = {group: {e.name for e in entry_points(group=group)} for group in ENTRY_POINT_GROUPS}
+
+    assert set(declared) == set(ENTRY_POINT_GROUPS)
+    assert installed == {group: set(declared[group]) for group in ENTRY_POINT_GROUPS}
+    for group in ENTRY_POINT_GROUPS:
+        for entry in entry_points(group=group):
+            assert within(entry.value.split(":")[0], "login_etl_local"), entry
+            assert entry.load() is not None

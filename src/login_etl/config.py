@@ -245,7 +245,7 @@ def _decode(text: str) -> str:
     if _BAD_ESCAPE.search(text):
         raise ConfigurationError(URL_ESCAPE) from None
     # Not raised inside an ``except``: even ``from None`` keeps the caught UnicodeDecodeError
-    # (which quotes the bytes) as ``__context__``, where error reporters look (found in review).
+    # (which quotes the bytes) as ``__context__``, where error reporters look.
     decoded = unquote(text, errors="surrogateescape")  # bytes that are not UTF-8 -> U+DC80-DCFF
     if any("\udc80" <= char <= "\udcff" for char in decoded):
         raise ConfigurationError(URL_ESCAPE) from None
@@ -277,17 +277,24 @@ def connection_params_from_secret(
 
 def _root_cert(env: Mapping[str, str]) -> str | None:
     """``DB_SSL_ROOT_CERT``: a CA bundle's path, relative to the function's code if not
-    absolute; checked now, so a missing file fails the cold start, not every connect."""
+    absolute; loaded now, so a missing or unreadable bundle fails the cold start, naming the
+    setting, not every connect."""
     path = env.get("DB_SSL_ROOT_CERT")
     if not path:
         return None
+    if env.get("DB_SSLMODE") != "verify-full":
+        raise ConfigurationError("DB_SSL_ROOT_CERT is used only with DB_SSLMODE=verify-full")
     if not os.path.isabs(path):
         path = os.path.join(env.get("LAMBDA_TASK_ROOT") or os.getcwd(), path)
-    if not os.path.isfile(path):
+    import ssl  # noqa: PLC0415 - only deployments with a bundle pay for it
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError):
         raise ConfigurationError(
-            "DB_SSL_ROOT_CERT names no readable file (a PEM bundle, e.g. the RDS CAs'"
+            "DB_SSL_ROOT_CERT names no readable PEM bundle of certificates (e.g. the RDS CAs'"
             " placed in the artifact: docs/deploying.md)"
-        )
+        ) from None
     return path
 
 

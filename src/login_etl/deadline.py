@@ -16,7 +16,7 @@ from dataclasses import dataclass
 DEADLINE_MARGIN_MS = 2_000
 
 
-class DeadlineExceededError(TimeoutError):
+class DeadlineExceededError(RuntimeError):
     """The invocation's time (less its margin) ran out before the batch could be written.
 
     Nothing of the batch is acknowledged: the whole batch is retried.

@@ -58,9 +58,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 def handle_sqs_batch(event: SQSEvent, context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     """The event source mapping's batch, with a partial batch response."""
-    # The raw records, not SQSRecord wrappers: those cost a fifth of the whole batch
-    # (docs/benchmarks.md). The messages are a temporary, not a local: freed before the
-    # collector resumes, which would otherwise traverse all of them at once before returning.
+    # The raw records, not SQSRecord wrappers: a wrapper and a property call for each field
+    # read were a large part of the batch (docs/benchmarks.md, "SQS records"). The messages
+    # are a temporary, not a local: freed before the collector resumes, which would otherwise
+    # traverse all of them at once before returning (docs/benchmarks.md, "The end of a batch").
     deadline = Deadline(context.get_remaining_time_in_millis)
     with cyclic_gc_paused():
         messages = to_queue_messages(event["Records"])
@@ -92,7 +93,7 @@ def handle_prune(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
         runtime.store,
         window.seconds,
         settings.ledger_prune_batch_rows,
-        Deadline(context.get_remaining_time_in_millis, settings.drain_safety_margin_ms),
+        Deadline(context.get_remaining_time_in_millis),
     )
     report_prune(summary)
     return summary.as_response()

@@ -95,7 +95,8 @@ def _in_batch_order(
     """The failures in the order of the batch, each once, whichever step failed them.
 
     Only when a later step failed some (a FIFO group, a refused row): a pass over every
-    message, after the write, was 2 ms of a 10,000-record batch (``benchmarks.phases``).
+    message, after the write, is a visible part of a batch's tail (docs/benchmarks.md, "The
+    end of a batch").
     """
     in_order = dict.fromkeys(map(_MESSAGE_ID, messages))
     return list(map(failures.__getitem__, filter(failures.__contains__, in_order)))
@@ -138,7 +139,8 @@ def _masked_rows(batch: _Validated, mask: Callable[[str], str]) -> dict[str, Use
     """The row of every valid message that no later step failed (a FIFO group), by id.
 
     The valid events are popped: each is freed as soon as its row is made, while its memory
-    is still in the cache, not all at once after the write (docs/benchmarks.md).
+    is still in the cache, not all at once after the write (docs/benchmarks.md, "The end of a
+    batch").
     """
     valid, failures = batch.valid, batch.failures
     rows: dict[str, UserLoginRow] = {}

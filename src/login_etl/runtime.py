@@ -83,7 +83,8 @@ class CurrentKey:
         self._decrypt = decrypt or _kms_decrypt
         self._clock = clock
         # Made on first read: not needed with DATA_KEY_CIPHERTEXT, and a first SSM client
-        # is a noticeable part of the cold start (docs/benchmarks.md).
+        # is a noticeable part of the cold start (docs/benchmarks.md, "Throughput, cold start,
+        # memory").
         self._provider: SSMProvider | None = None
         self._loaded: tuple[str, LoadedKey] | None = None
         self._hold_until = 0.0  # after a failed refresh: no new attempt before then

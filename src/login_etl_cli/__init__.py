@@ -5,7 +5,8 @@ queue and its redrive, the report, the database's roles and grants. Every comman
 stack the environment names, else on the local one ``login-etl stack up`` left running.
 Not part of the Lambda artifact (the SAM build ships ``login_etl`` only).
 
-Dependency rule (``tests/test_layout.py``): this package uses ``login_etl_local`` only to find
-a running local stack (``login_etl_local.stack_record``); the ``stack`` and ``run`` commands
-live there and are registered lazily (``commands/registry.py``).
+Dependency rule (``tests/test_layout.py``): this package imports nothing of ``login_etl_local``.
+It reads the local stack's record itself (``local_stack``); the ``stack`` and ``run`` commands,
+and the function run on this machine for ``dlq redrive``, plug in through entry points
+(``commands/registry.py``, ``invocation.py``).
 """

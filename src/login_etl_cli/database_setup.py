@@ -10,7 +10,13 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
-from login_etl.adapters.postgres.schema import LEDGER, TABLE, ensure_schema, table_exists
+from login_etl.adapters.postgres.schema import (
+    LEDGER,
+    PRUNE_POSITION,
+    TABLE,
+    ensure_schema,
+    table_exists,
+)
 from login_etl.adapters.postgres.transaction import Session
 from login_etl_cli.audit import AUDIT_TABLE, ensure_audit_table
 
@@ -18,7 +24,7 @@ if TYPE_CHECKING:
     import pg8000.native
 
 GRANTS_FILE = "grants.sql"
-SCHEMA_OBJECTS = (TABLE, LEDGER, "user_logins_decoded", AUDIT_TABLE)
+SCHEMA_OBJECTS = (TABLE, LEDGER, "user_logins_decoded", PRUNE_POSITION, AUDIT_TABLE)
 
 
 def grants_sql() -> str:

@@ -6,7 +6,8 @@
 -- checks every command as every role, and that lesser roles are refused.
 --
 -- The admin (not created here): the database's owner, with CREATEROLE. It creates the schema
--- (user_logins, login_etl_processed_messages, user_logins_decoded, login_etl_pii_audit: it owns
+-- (user_logins, login_etl_processed_messages, user_logins_decoded, login_etl_prune_position,
+-- login_etl_pii_audit: it owns
 -- them), these roles, runs `login-etl rekey`, and reads the audit table. On RDS the master user
 -- is one; elsewhere a superuser makes it:
 --   CREATE ROLE login_etl_admin LOGIN CREATEROLE PASSWORD '...';
@@ -38,6 +39,8 @@ GRANT USAGE ON SCHEMA public TO login_etl_function, login_etl_operator;
 -- older than the window in which a message can come back); it never touches user_logins.
 GRANT INSERT ON user_logins TO login_etl_function;
 GRANT SELECT, INSERT, DELETE ON login_etl_processed_messages TO login_etl_function;
+-- The prune's position in the ledger, which a run that runs out of time hands to the next.
+GRANT SELECT, INSERT, UPDATE ON login_etl_prune_position TO login_etl_function;
 
 -- Operators: `login-etl report` and `unmask --where` read the masked table; every `unmask`
 -- (tokens given directly too) inserts its audit record first. INSERT only: they can neither

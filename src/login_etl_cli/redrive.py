@@ -1,185 +1,248 @@
-"""``login-etl dlq redrive``: move dead-lettered messages back to the source queue, losslessly.
+"""``login-etl dlq redrive``: hand the dead letters to the function itself, losslessly.
 
-Each message is sent first and deleted from the DLQ only after SQS accepted the copy, so an
-interruption can duplicate a message but never lose one. The copy carries the attribute
-``login_etl_original_message_id`` with a claim signed by the current data key
-(``domain/redrive_claim``), and the function's ledger keys on the id it names once the claim
-verifies: a duplicated copy is recognised and written once. The claim also carries the
-original's SentTimestamp (which the DLQ keeps), so the row is dated by the login, not the
-redrive, and the time it was signed, just before the copy is sent. (SQS's own
-``StartMessageMoveTask`` gives the copies new ids and no such link, so an interrupted move
-followed by a retry could write a row twice.)
+Each batch of DLQ messages is held (invisible in the DLQ for ``hold_s``), made into the SQS
+event Lambda would deliver from the source queue, every message under its own ``messageId``,
+with its body, attributes (``SentTimestamp`` included) and message attributes, and given to
+the function (``invocation``: Lambda's ``Invoke``, or the local function process). The
+messages the function does not list in ``batchItemFailures`` are deleted from the DLQ; nothing
+else is, and nothing at all if it failed or answered anything but a partial batch response.
 
-A message that already carries a claim (a copy dead-lettered again) keeps the id and time it
-names, but only if the claim verifies under a key of the ring and is fresh (the function's rule);
-otherwise the claim is a producer's forgery or replay and the message is re-signed as itself.
+The DLQ keeps the id and ``SentTimestamp`` SQS gave a message when it was first sent, and the
+function's ledger keys on the id: a message already written (its delivery committed, then
+failed to acknowledge; or an interrupted redrive) is recognised and acknowledged without a
+second row, and a redriven row is dated by the login, not by the redrive. The function needs
+no code of its own for that. An interruption anywhere loses nothing: a message is deleted
+only after the function answered that it is written (or was already); a message whose answer
+never came stays in the DLQ, visible again after the hold, and the next run hands it over
+again. (SQS's own ``StartMessageMoveTask`` gives the copies new ids: docs/operating.md says
+when it may still be used.)
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from login_etl.domain.redrive_claim import (
-    CLAIM_ATTRIBUTE,
-    ClaimKey,
-    RedriveClaim,
-    VerifyClaim,
-    sent_time_ms,
-)
+from botocore.exceptions import ClientError
 
-from login_etl.domain.errors import InvalidMessageError
+from login_etl_cli.invocation import Function, encode_event
+from login_etl_cli.sqs_event import lambda_record, reported_failures
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+# Lambda's limit on a synchronous invocation's payload, which the event's JSON counts against.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+_EVENT_FRAME_BYTES = len(encode_event({"Records": []}))
+_SQS_MAX_BATCH = 10
+# A receive waits this long for messages before the DLQ counts as empty: a long poll asks every
+# SQS server, where a short one may answer "none" while a few messages remain.
+_EMPTY_AFTER_S = 1
+_THROTTLED = {"TooManyRequestsException", "ThrottlingException", "EC2ThrottledException"}
+
+
+class FunctionFailedError(RuntimeError):
+    """The function failed a whole batch: none of its messages was deleted from the DLQ."""
+
+
+@dataclass
+class RedriveSummary:
+    """What one redrive did; every message it saw and did not delete is still in the DLQ."""
+
+    invocations: int = 0
+    handed: int = 0  # messages given to the function
+    deleted: int = 0  # acknowledged by it (written, or found written) and deleted from the DLQ
+    failed: int = 0  # listed in batchItemFailures: left in the DLQ
+    refused: int = 0  # not handed over (``keep`` said no): left in the DLQ
+    too_large: int = 0  # larger, alone, than an invocation's payload: left in the DLQ
+    undeleted: int = 0  # acknowledged, but SQS did not delete them: a later run finds them written
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A received message, as the record it becomes in the event, and that record's size."""
+
+    message: MessageTypeDef
+    record: dict[str, Any]
+    size: int  # bytes in the event, its separating comma included
 
 
 def redrive(
     sqs: SQSClient,
     dlq_url: str,
-    queue_url: str,
+    queue_arn: str,
+    function: Function,
     *,
-    signer: ClaimKey,
-    verify: VerifyClaim,
-    hold_s: int = 120,
+    batch_size: int = 1000,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    hold_s: int = 300,
     keep: Callable[[MessageTypeDef], bool] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-) -> int:
-    """Move every message of ``dlq_url`` (that ``keep`` accepts) to ``queue_url``; the number moved.
+    summary: RedriveSummary | None = None,
+    on_progress: Callable[[RedriveSummary], None] | None = None,
+) -> RedriveSummary:
+    """Hand every message of ``dlq_url`` (that ``keep`` accepts) to ``function``; what it did.
 
-    Each message is held (invisible in the DLQ) for ``hold_s`` while it is copied; after an
-    interruption, the unfinished ones come back then, and a rerun moves them. The ones ``keep``
-    refuses stay in the DLQ, visible again once the move is over. ``signer`` (the current data
-    key's) signs each copy's claim; ``verify`` (every key of the ring) checks the claim a
-    message already carries.
+    The event says the messages come from ``queue_arn`` (the queue the function is mapped to).
+    Batches hold at most ``batch_size`` messages and ``max_event_bytes`` of event. Each message
+    is held for ``hold_s`` once received; those left in the DLQ (failed, refused, too large)
+    are released at the end, visible at once; after an interruption, after ``hold_s``. Each
+    message is handed over at most once per run. ``FunctionFailedError`` (or the invocation's
+    own error, a throttle say) stops the redrive, with nothing of that batch deleted.
+    ``summary``: filled in as it goes, so that a caller sees what was done before a failure.
     """
-    fifo = queue_url.endswith(".fifo")
-    moved = 0
-    refused: dict[str, str] = {}  # message id -> receipt handle, released at the end
+    done = RedriveSummary() if summary is None else summary
+    run = _Run(sqs, dlq_url, queue_arn=queue_arn, hold_s=hold_s, keep=keep, summary=done)
     try:
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=dlq_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=hold_s,
-                WaitTimeSeconds=0,
-                MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["MessageGroupId", "SentTimestamp"],
-            ).get("Messages", [])
-            if not messages:
-                return moved
-            if keep is not None:
-                refused.update(
-                    (m["MessageId"], m["ReceiptHandle"]) for m in messages if not keep(m)
-                )
-                messages = [m for m in messages if m["MessageId"] not in refused]
-                if not messages:
-                    continue
-            moved += _move(
-                sqs,
-                dlq_url,
-                queue_url,
-                messages,
-                fifo,
-                signing=_Signing(signer, verify, clock_ms()),
-            )
+        while batch := run.gather(batch_size, max_event_bytes):
+            run.hand_over(batch, function)
             if on_progress is not None:
-                on_progress(moved)
-    finally:
-        _release(sqs, dlq_url, list(refused.values()))
+                on_progress(done)
+    except BaseException:
+        with contextlib.suppress(Exception):  # what was held comes back after hold_s anyway
+            run.release()
+        raise
+    run.release()
+    return done
 
 
-def _move(
-    sqs: SQSClient,
-    dlq_url: str,
-    queue_url: str,
-    messages: list[MessageTypeDef],
-    fifo: bool,
-    *,
-    signing: _Signing,
-) -> int:
-    """Send signed copies, then delete the originals that were copied; the number moved."""
-    entries = [_copy(str(i), message, fifo, signing) for i, message in enumerate(messages)]
-    response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-    sent = {entry["Id"] for entry in response.get("Successful", [])}
-    done = [m for i, m in enumerate(messages) if str(i) in sent]
-    if done:
-        sqs.delete_message_batch(
-            QueueUrl=dlq_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
-            ],
-        )
-    if response.get("Failed"):
-        codes = sorted({f["Code"] for f in response["Failed"]})
-        raise RuntimeError(f"SQS refused {len(response['Failed'])} copies: {codes}")
-    return len(done)
+class _Run:
+    """One redrive's state: what it has seen, what it holds, what it carries to the next batch."""
 
+    def __init__(
+        self,
+        sqs: SQSClient,
+        dlq_url: str,
+        *,
+        queue_arn: str,
+        hold_s: int,
+        keep: Callable[[MessageTypeDef], bool] | None,
+        summary: RedriveSummary,
+    ) -> None:
+        self._sqs, self._dlq_url, self._hold_s, self._keep = sqs, dlq_url, hold_s, keep
+        self._queue_arn, self._region = queue_arn, queue_arn.split(":")[3]
+        self.summary = summary
+        self._seen: set[str] = set()
+        # message id -> receipt handle of every message received and not deleted: released at
+        # the end, or on the way out of an interruption (gathered or carried ones included).
+        self._held: dict[str, str] = {}
+        self._carried: list[_Ready] = []  # received, but past the last batch's byte limit
 
-def _release(sqs: SQSClient, dlq_url: str, receipts: list[str]) -> None:
-    """Make held messages visible in the DLQ again at once."""
-    for start in range(0, len(receipts), 10):
-        sqs.change_message_visibility_batch(
-            QueueUrl=dlq_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                for i, handle in enumerate(receipts[start : start + 10])
-            ],
-        )
+    def gather(self, batch_size: int, max_event_bytes: int) -> list[_Ready]:
+        """The next batch: the carried messages, then new ones until full or the DLQ is empty."""
+        pending, self._carried = self._carried, []
+        batch: list[_Ready] = []
+        size = _EVENT_FRAME_BYTES
 
+        def add(ready: _Ready) -> None:
+            nonlocal size
+            if len(batch) < batch_size and size + ready.size <= max_event_bytes:
+                batch.append(ready)
+                size += ready.size
+            else:
+                self._carried.append(ready)  # the first of the next batch
 
-@dataclass(frozen=True, slots=True)
-class _Signing:
-    """How one batch of copies is signed: the key, the ring that checks old claims, the time."""
+        for ready in pending:
+            add(ready)
+        while len(batch) < batch_size and not self._carried:
+            received = self._receive(min(_SQS_MAX_BATCH, batch_size - len(batch)))
+            if not received:
+                break
+            for ready in self._new(received, max_event_bytes):
+                add(ready)
+        return batch
 
-    signer: ClaimKey
-    verify: VerifyClaim
-    now_ms: int  # read just before the batch is sent: the copies' SentTimestamp is close to it
-
-
-def _copy(
-    entry_id: str, message: MessageTypeDef, fifo: bool, signing: _Signing
-) -> SendMessageBatchRequestEntryTypeDef:
-    attributes: dict[str, Any] = dict(message.get("MessageAttributes", {}))
-    original_id, original_sent_ms = _original(message, signing.verify, signing.now_ms)
-    claim = signing.signer.sign(
-        message["Body"], RedriveClaim(original_id, original_sent_ms, signing.now_ms)
-    )
-    attributes[CLAIM_ATTRIBUTE] = {"DataType": "String", "StringValue": claim}
-    entry: SendMessageBatchRequestEntryTypeDef = {
-        "Id": entry_id,
-        "MessageBody": message["Body"],
-        "MessageAttributes": attributes,
-    }
-    if fifo:
-        entry["MessageGroupId"] = message.get("Attributes", {}).get("MessageGroupId", "redrive")
-        # This DLQ message's own id, not the original's: SQS refuses (silently, for 5 minutes)
-        # a deduplication id it has seen, even for a message since deleted, so a copy that was
-        # dead-lettered again and redriven within 5 minutes would vanish. Exactly-once is the
-        # ledger's job, through the signed claim (found in review).
-        entry["MessageDeduplicationId"] = message["MessageId"]
-    return entry
-
-
-def _original(message: MessageTypeDef, verify: VerifyClaim, now_ms: int) -> tuple[str, int]:
-    """The id and SentTimestamp the message counts as: a valid earlier claim's, else its own.
-
-    The DLQ keeps a message's SentTimestamp; without one (an emulator's omission) the login is
-    dated now, as the function dates a message it cannot date.
-    """
-    sent = message.get("Attributes", {}).get("SentTimestamp")
-    previous = message.get("MessageAttributes", {}).get(CLAIM_ATTRIBUTE)
-    if previous is not None:
+    def hand_over(self, batch: list[_Ready], function: Function) -> None:
+        """Invoke the function with the batch; delete what it acknowledged."""
+        ids = {ready.message["MessageId"] for ready in batch}
+        self.summary.invocations += 1
+        self.summary.handed += len(batch)
         try:
-            claim = verify(previous.get("StringValue", ""), message["Body"])
-        except InvalidMessageError:
-            pass  # forged or malformed: the message is itself, whatever it claimed
-        else:
-            if claim.is_fresh_for(sent):  # else a replay onto a later login: itself
-                return claim.original_id, claim.original_sent_ms
-    own_sent_ms = sent_time_ms(sent)
-    return message["MessageId"], now_ms if own_sent_ms is None else own_sent_ms
+            invocation = function.invoke({"Records": [ready.record for ready in batch]})
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _THROTTLED:
+                raise FunctionFailedError(
+                    f"Lambda throttled the invocation ({code}), retries included: none of its"
+                    f" {len(batch)} messages was deleted from the DLQ. Run this again later, or"
+                    " give the function more concurrency"
+                ) from error
+            raise
+        failed = reported_failures(invocation, ids)
+        if failed is None:
+            what = (
+                f"failed ({invocation.error_summary()})"
+                if invocation.function_error is not None
+                else "answered with something other than a partial batch response"
+            )
+            raise FunctionFailedError(
+                f"the function {what}: none of the batch's {len(batch)} messages was deleted"
+                " from the DLQ. Find the cause in the function's logs, then run this again"
+            )
+        acknowledged = [message_id for message_id in ids if message_id not in failed]
+        deleted = self._delete(acknowledged)
+        for message_id in deleted:
+            del self._held[message_id]
+        self.summary.deleted += len(deleted)
+        self.summary.undeleted += len(acknowledged) - len(deleted)
+        self.summary.failed += len(failed)
+
+    def release(self) -> None:
+        """Make what this run left in the DLQ visible again at once."""
+        receipts = list(self._held.values())
+        self._held.clear()
+        for start in range(0, len(receipts), _SQS_MAX_BATCH):
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for i, handle in enumerate(receipts[start : start + _SQS_MAX_BATCH])
+                ],
+            )
+
+    def _receive(self, count: int) -> list[MessageTypeDef]:
+        return self._sqs.receive_message(
+            QueueUrl=self._dlq_url,
+            MaxNumberOfMessages=count,
+            VisibilityTimeout=self._hold_s,
+            WaitTimeSeconds=_EMPTY_AFTER_S,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+
+    def _new(self, received: list[MessageTypeDef], max_event_bytes: int) -> list[_Ready]:
+        """The messages to hand over; the others held, to be left in the DLQ."""
+        ready = []
+        for message in received:
+            message_id = message["MessageId"]
+            self._held[message_id] = message["ReceiptHandle"]  # the latest receive's handle
+            if message_id in self._seen:  # back after the hold, in this run: left alone
+                continue
+            self._seen.add(message_id)
+            if self._keep is not None and not self._keep(message):
+                self.summary.refused += 1
+                continue
+            record = lambda_record(message, self._queue_arn, self._region)
+            size = len(encode_event(record)) + 1
+            if _EVENT_FRAME_BYTES + size > max_event_bytes:
+                self.summary.too_large += 1
+                continue
+            ready.append(_Ready(message, record, size))
+        return ready
+
+    def _delete(self, message_ids: list[str]) -> list[str]:
+        """Delete from the DLQ (with each message's latest receipt handle); the ids deleted."""
+        deleted = []
+        for start in range(0, len(message_ids), _SQS_MAX_BATCH):
+            chunk = message_ids[start : start + _SQS_MAX_BATCH]
+            response = self._sqs.delete_message_batch(
+                QueueUrl=self._dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": self._held[message_id]}
+                    for i, message_id in enumerate(chunk)
+                ],
+            )
+            deleted += [chunk[int(entry["Id"])] for entry in response["Successful"]]
+        return deleted

@@ -28,14 +28,14 @@ import boto3
 import botocore.exceptions
 
 from login_etl.config import ConfigurationError, parse_database_url
-from login_etl_cli.ports import port_is_open
-from login_etl_local.stack_record import (
+from login_etl_cli.local_stack import (
     STATE_FILE,
     LocalStack,
     patched_environ,
     read_state,
     running_stack,
 )
+from login_etl_cli.ports import port_is_open
 
 TARGET_VARIABLES = (
     "AWS_ENDPOINT_URL",

@@ -1,26 +1,47 @@
-"""Delivers a queue to a handler the way Lambda's SQS event source mapping does.
+"""Delivers a queue to the function the way Lambda's SQS event source mapping does.
 
-Receive a batch, invoke the handler with the exact SQS event shape, delete what succeeded,
-leave the reported failures (or the whole batch, if the handler raised or answered
+Receive a batch, invoke the function with the exact SQS event shape, delete what succeeded,
+leave the reported failures (or the whole batch, if the function failed or answered
 malformed) to the visibility timeout, so the queue's redrive policy dead-letters them.
+
+``login-etl run`` invokes a ``FunctionProcess`` (the function in a process of its own, as in
+Lambda). A bare handler is called in this process (``InProcess``): the function's tests use
+that, to wrap the handler with faults and to read its state.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from login_etl_cli.invocation import MAX_FUNCTION_S, Function, Invocation
+from login_etl_cli.sqs_event import lambda_record, reported_failures
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+__all__ = [
+    "HANG_GUARD_S",
+    "DeliveryStats",
+    "Handler",
+    "InProcess",
+    "LocalContext",
+    "QueueNotDrainedError",
+    "as_function",
+    "lambda_record",
+    "queue_is_empty",
+    "run_event_source_mapping",
+]
+
 _SQS_MAX_RECEIVE = 10
 # How long a delivery may run before it counts as hung: far above any real run, so that a slow
 # machine only makes it slower.
@@ -41,7 +62,7 @@ class LocalContext:
     function_name: str = "login-etl-local"
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 128
-    timeout_s: float = 900.0
+    timeout_s: float = float(MAX_FUNCTION_S)
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     _started: float = field(default_factory=time.monotonic)
 
@@ -74,38 +95,45 @@ class DeliveryStats:
     deliveries_by_id: Counter[str] = field(default_factory=Counter)
 
 
-def lambda_record(message: MessageTypeDef, queue_arn: str, region: str) -> dict[str, Any]:
-    """A received SQS message in the shape Lambda puts in ``event["Records"]``."""
-    attributes = dict(message.get("Attributes", {}))
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": attributes,
-        "messageAttributes": {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value["DataType"],
-            }
-            for name, value in message.get("MessageAttributes", {}).items()
-        },
-        "md5OfBody": message.get("MD5OfBody")
-        or hashlib.md5(  # noqa: S324 - SQS's own checksum
-            message["Body"].encode()
-        ).hexdigest(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    }
+class InProcess:
+    """A handler called in this process, its exceptions turned into Lambda's error answer."""
+
+    def __init__(self, handler: Handler, timeout_s: float = MAX_FUNCTION_S) -> None:
+        self._handler = handler
+        self._timeout_s = timeout_s
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        """Call the handler with a fresh context of ``timeout_s``."""
+        try:
+            return Invocation(self._handler(event, LocalContext(timeout_s=self._timeout_s)))
+        except Exception as error:
+            return Invocation(
+                {"errorType": type(error).__name__, "errorMessage": str(error)}, "Unhandled"
+            )
+
+    def __enter__(self) -> InProcess:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+
+def as_function(function: Function | Handler, timeout_s: float = MAX_FUNCTION_S) -> Function:
+    """``function`` itself, or a bare handler called in this process with ``timeout_s``."""
+    if isinstance(function, Function):
+        return function
+    return InProcess(function, timeout_s)
 
 
 def run_event_source_mapping(
     sqs: SQSClient,
     queue_url: str,
-    handler: Handler,
+    function: Function | Handler,
     *,
     batch_size: int = 10,
     retry_after_s: int = 1,
@@ -128,6 +156,7 @@ def run_event_source_mapping(
     deleted, as if the function had crashed after its commit, so SQS delivers them again.
     """
     rng = random.Random(seed)  # noqa: S311 - fault injection, not security
+    invoked = as_function(function)
     lost_before: set[str] = set()
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -145,7 +174,7 @@ def run_event_source_mapping(
             time.sleep(0.2)
             continue
         event = {"Records": [lambda_record(m, arn, region) for m in messages]}
-        failed = _invoke(handler, event, stats)
+        failed = _invoke(invoked, event, stats)
         succeeded = [m for m in messages if m["MessageId"] not in failed]
         lost = {
             m["MessageId"]
@@ -166,17 +195,12 @@ def run_event_source_mapping(
     return stats
 
 
-def _invoke(handler: Handler, event: dict[str, Any], stats: DeliveryStats) -> set[str]:
-    """The ids to keep on the queue: the reported ones, or all if the response is unusable."""
+def _invoke(function: Function, event: dict[str, Any], stats: DeliveryStats) -> set[str]:
+    """The ids to keep on the queue: the reported ones, or all if the answer is unusable."""
     stats.invocations += 1
     batch_ids = {r["messageId"] for r in event["Records"]}
-    try:
-        response = handler(event, LocalContext())
-        failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
-    except Exception:
-        stats.failed_invocations += 1
-        return batch_ids
-    if not failed <= batch_ids:  # Lambda treats unknown or empty ids as a failed batch
+    failed = reported_failures(function.invoke(event), batch_ids)
+    if failed is None:  # an error, or unknown or empty ids: Lambda retries the whole batch
         stats.failed_invocations += 1
         return batch_ids
     stats.reported_failures += len(failed)

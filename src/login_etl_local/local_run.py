@@ -19,8 +19,10 @@ import pg8000.native
 
 from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl_cli.dead_letters import peek_dead_letters
+from login_etl_cli.invocation import MAX_FUNCTION_S
 from login_etl_local.event_source_mapping import DeliveryStats, run_event_source_mapping
-from login_etl_local.schedule import run_schedule
+from login_etl_local.function_process import FunctionProcess
+from login_etl_local.schedule import SCHEDULE_TIMEOUT_S, run_schedule
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -69,24 +71,26 @@ def deliver(
     mode: str = "sqs",
     on_batch: Callable[[DeliveryStats], None] | None = None,
 ) -> DeliveryStats:
-    """Deliver the queue to the handler until it is empty.
+    """Deliver the queue to the function until it is empty.
 
     ``mode`` is the trigger: ``sqs`` emulates the event source mapping (batches of
-    ``batch_size``), ``schedule`` the EventBridge rule (the handler drains the queue itself).
+    ``batch_size``), ``schedule`` the EventBridge rule (the function drains the queue itself).
+    The function runs in a process of its own, with this process's environment as it is now,
+    warm from one invocation to the next, and killed when the delivery ends, however it ends.
     """
-    from login_etl.handler import lambda_handler  # noqa: PLC0415 - after logging env is set
-
+    timeout_s = SCHEDULE_TIMEOUT_S if mode == "schedule" else MAX_FUNCTION_S
     # No time limit: the redrive policy empties any queue in the end, and Ctrl-C stops it.
-    if mode == "schedule":
-        return run_schedule(sqs, queue_url, lambda_handler, on_batch=on_batch, max_seconds=math.inf)
-    return run_event_source_mapping(
-        sqs,
-        queue_url,
-        lambda_handler,
-        batch_size=batch_size,
-        on_batch=on_batch,
-        max_seconds=math.inf,
-    )
+    with FunctionProcess(timeout_s=timeout_s) as function:
+        if mode == "schedule":
+            return run_schedule(sqs, queue_url, function, on_batch=on_batch, max_seconds=math.inf)
+        return run_event_source_mapping(
+            sqs,
+            queue_url,
+            function,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            max_seconds=math.inf,
+        )
 
 
 def summarise(

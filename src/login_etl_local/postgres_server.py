@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from login_etl_cli.local_stack import POSTGRES_PASSWORD, POSTGRES_USER, postgres_url
 from login_etl_cli.ports import free_port
 from login_etl_cli.signals import shielded
 
-USER = "postgres"
-PASSWORD = "postgres"  # noqa: S105 - loopback-only throwaway server; scram auth keeps the real code path
-DATABASE = "postgres"
+# The credentials the CLI reads the stack's record with (``login_etl_cli.local_stack``).
+USER = POSTGRES_USER
+PASSWORD = POSTGRES_PASSWORD
 _SERVICE_ACCOUNT = "postgres"
 
 
@@ -72,7 +73,7 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+        return postgres_url(self.port)
 
     @classmethod
     def start(cls, bin_dir: Path | None = None, port: int | None = None) -> PostgresServer:

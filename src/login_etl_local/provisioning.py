@@ -7,13 +7,13 @@ data key, because a new data key would make every existing masked value incompar
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
 
 from login_etl.config import DEFAULT_KEYRING_PATH
 from login_etl_cli.keys import DATA_KEY_PARAMETER, KeyStore
+from login_etl_cli.local_stack import Provisioned
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -25,16 +25,7 @@ QUEUE_NAME = "login-queue"
 KEY_ALIAS = "alias/login-etl"
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
-
-@dataclass(frozen=True)
-class Provisioned:
-    """Names and addresses of what was created, ready to be passed to the function."""
-
-    queue_url: str
-    queue_arn: str
-    dlq_url: str
-    kms_key_id: str
-    data_key_parameter: str
+__all__ = ["KEY_ALIAS", "QUEUE_NAME", "Provisioned", "provision", "provision_here"]
 
 
 def provision(

@@ -1,4 +1,4 @@
-"""Plays the EventBridge schedule locally: invoke the handler with a Scheduled Event until done.
+"""Plays the EventBridge schedule locally: invoke the function with a Scheduled Event until done.
 
 Each tick is one invocation that drains the queue itself (``login_etl.drain``). Failed messages
 stay invisible for the queue's visibility timeout, so the next tick comes once that passed,
@@ -11,18 +11,21 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from login_etl_cli.invocation import Function
 from login_etl_local.event_source_mapping import (
     HANG_GUARD_S,
     DeliveryStats,
-    LocalContext,
+    Handler,
     QueueNotDrainedError,
+    as_function,
     queue_is_empty,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# What a tick may take: the scheduled drain stops receiving before its invocation's time is up.
+SCHEDULE_TIMEOUT_S = 60.0
 
 SCHEDULED_EVENT: dict[str, Any] = {
     "version": "0",
@@ -40,13 +43,17 @@ SCHEDULED_EVENT: dict[str, Any] = {
 def run_schedule(
     sqs: SQSClient,
     queue_url: str,
-    handler: Handler,
+    function: Function | Handler,
     *,
-    invocation_timeout_s: float = 60.0,
+    invocation_timeout_s: float = SCHEDULE_TIMEOUT_S,
     max_seconds: float = HANG_GUARD_S,
     on_batch: Callable[[DeliveryStats], None] | None = None,
 ) -> DeliveryStats:
-    """Tick until the queue is empty (redrive included); ``max_seconds`` only ends a hang."""
+    """Tick until the queue is empty (redrive included); ``max_seconds`` only ends a hang.
+
+    ``invocation_timeout_s`` is a bare handler's (a ``Function`` has its own timeout).
+    """
+    invoked = as_function(function, invocation_timeout_s)
     visibility_s = int(
         sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])[
             "Attributes"
@@ -59,11 +66,12 @@ def run_schedule(
             raise QueueNotDrainedError(queue_url, max_seconds)
         stats.invocations += 1
         tick = time.monotonic()
-        try:
-            summary = handler(scheduled_event(), LocalContext(timeout_s=invocation_timeout_s))
-        except Exception:
+        invocation = invoked.invoke(scheduled_event())
+        summary: dict[str, Any] = {}
+        if invocation.function_error is None and isinstance(invocation.payload, dict):
+            summary = invocation.payload
+        else:
             stats.failed_invocations += 1
-            summary = {}
         stats.delivered += summary.get("received", 0)
         stats.reported_failures += summary.get("failed", 0)
         stats.deleted += (summary.get("written", 0) + summary.get("duplicates", 0)) - summary.get(

@@ -6,9 +6,9 @@ stopped it. Each server is recorded as soon as it exists (moto's pid right after
 Postgres's data directory before ``initdb``), so even a command killed with SIGKILL, which no
 cleanup survives, leaves a record: ``stack status`` lists it, ``stack down`` stops it.
 
-It is also how the operator CLI finds the stack ``stack up`` left running (``running_stack``,
-used by ``login_etl_cli.targets``), with the environment that points a command at it: the one
-module of ``login_etl_local`` the CLI imports, so it starts nothing and parses no arguments.
+The record's fields and how the operator CLI reads it (``LocalStack``, ``running_stack``) are
+``login_etl_cli.local_stack``'s: the CLI imports nothing of this package. Here is what only the
+local stack does with a record: write it, find the leftovers of killed runs, stop the servers.
 """
 
 from __future__ import annotations
@@ -18,46 +18,41 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from login_etl_cli.ports import port_is_open
+from login_etl_cli import local_stack
+from login_etl_cli.local_stack import (
+    DUMMY_CREDENTIALS,
+    REGION,
+    STACK_DIR,
+    STATE_FILE,
+    LocalStack,
+    patched_environ,
+    stack_environment,
+)
 from login_etl_cli.signals import shielded
 from login_etl_local.postgres_server import PostgresServer
-from login_etl_local.provisioning import Provisioned
 
-STACK_DIR = Path(".local-stack")
-STATE_FILE = STACK_DIR / "stack.json"  # ``stack up``'s
-REGION = "us-east-1"
-# moto accepts any credentials; these only keep boto3 from looking for real ones.
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+__all__ = [
+    "DUMMY_CREDENTIALS",
+    "REGION",
+    "STACK_DIR",
+    "STATE_FILE",
+    "LocalStack",
+    "StackRecord",
+    "leftovers",
+    "patched_environ",
+    "read_record",
+    "read_state",
+    "run_record_path",
+    "stack_environment",
+]
 
 
 @dataclass(frozen=True)
-class StackRecord:
-    """The servers of one local stack, filled in as they start."""
-
-    moto_port: int | None = None
-    moto_pid: int | None = None
-    postgres_bin_dir: str | None = None
-    postgres_data_dir: str | None = None
-    postgres_port: int | None = None
-    provisioned: dict[str, str] | None = None  # None until provisioning finished
-    owner_pid: int | None = None  # the command that stops it itself (``run``); None: stack up's
-
-    @property
-    def complete(self) -> bool:
-        """Started and provisioned: usable by the other commands."""
-        return self.provisioned is not None and self.postgres_port is not None
-
-    def is_up(self) -> tuple[bool, bool]:
-        """(moto answers, Postgres answers)."""
-        return (
-            self.moto_port is not None and port_is_open(self.moto_port),
-            self.postgres_port is not None and port_is_open(self.postgres_port),
-        )
+class StackRecord(local_stack.StackRecord):
+    """A record as the local stack uses it: written, and its servers stopped, from here."""
 
     def owner_alive(self) -> bool:
         """The command that owns this stack still runs (so it will stop the stack itself)."""
@@ -71,12 +66,6 @@ class StackRecord:
             Path(self.postgres_bin_dir), Path(self.postgres_data_dir), self.postgres_port or 0
         )
 
-    def provisioned_resources(self) -> Provisioned:
-        """What provisioning created (only for a complete record)."""
-        if self.provisioned is None:
-            raise LookupError("the local stack was not provisioned: `login-etl stack down`")
-        return Provisioned(**self.provisioned)
-
     def stop(self) -> None:
         """Stop both servers, whatever state they are in, and delete Postgres's data."""
         with shielded():
@@ -85,15 +74,6 @@ class StackRecord:
             postgres = self.postgres()
             if postgres is not None:
                 postgres.stop()
-
-    def describe(self) -> str:
-        """One line: which servers answer, and where."""
-        moto_up, postgres_up = self.is_up()
-        moto = f"moto server {'up' if moto_up else 'DOWN'} (port {self.moto_port})"
-        postgres = f"PostgreSQL {'up' if postgres_up else 'DOWN'} (port {self.postgres_port}"
-        postgres += f", data in {self.postgres_data_dir})" if self.postgres_data_dir else ")"
-        state = "" if self.complete else ", never finished starting"
-        return f"{moto}, {postgres}{state}"
 
     def write(self, path: Path) -> StackRecord:
         """Save it (atomically: a reader sees the old record or the new one, never half)."""
@@ -106,12 +86,12 @@ class StackRecord:
 
 def read_record(path: Path) -> StackRecord | None:
     """The record at ``path``, if there is one."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    known = {f.name for f in fields(StackRecord)}
-    return StackRecord(**{k: v for k, v in data.items() if k in known})
+    return local_stack.read_record(path, StackRecord)
+
+
+def read_state(path: Path = STATE_FILE) -> StackRecord | None:
+    """The stack ``stack up`` recorded, if any (complete or not)."""
+    return read_record(path)
 
 
 def run_record_path(pid: int | None = None, directory: Path = STACK_DIR) -> Path:
@@ -163,70 +143,3 @@ def _is_our_moto(pid: int) -> bool:
         return b"login_etl_local.moto_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return not Path("/proc").is_dir() and _alive(pid)  # no procfs (macOS): trust the pid
-
-
-@dataclass
-class LocalStack:
-    """Endpoints and provisioned resources of a running local stack."""
-
-    aws_endpoint_url: str
-    database_url: str
-    provisioned: Provisioned
-
-    def environment(self) -> dict[str, str]:
-        """What the function and boto3 need: the same variables one would set for AWS."""
-        return {
-            **stack_environment(self.aws_endpoint_url),
-            "DATABASE_URL": self.database_url,
-            "DATA_KEY_PARAMETER": self.provisioned.data_key_parameter,
-            "QUEUE_URL": self.provisioned.queue_url,
-            "DLQ_URL": self.provisioned.dlq_url,  # for the operator commands, not the function
-        }
-
-    @classmethod
-    def from_record(cls, record: StackRecord) -> LocalStack:
-        """The stack a complete record describes."""
-        postgres = record.postgres()
-        if record.moto_port is None or postgres is None:
-            raise LookupError("the local stack record is incomplete: `login-etl stack down`")
-        return cls(
-            f"http://127.0.0.1:{record.moto_port}", postgres.url, record.provisioned_resources()
-        )
-
-
-def read_state(path: Path = STATE_FILE) -> StackRecord | None:
-    """The stack ``stack up`` recorded, if any (complete or not)."""
-    return read_record(path)
-
-
-def running_stack(path: Path = STATE_FILE) -> LocalStack | None:
-    """``stack up``'s stack if it is recorded, complete, and both servers answer."""
-    record = read_state(path)
-    if record is None or not record.complete or not all(record.is_up()):
-        return None
-    return LocalStack.from_record(record)
-
-
-def stack_environment(aws_endpoint_url: str) -> dict[str, str]:
-    """boto3's standard variables for the emulator: endpoint, region, dummy credentials."""
-    return {
-        "AWS_ENDPOINT_URL": aws_endpoint_url,
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        **DUMMY_CREDENTIALS,
-    }
-
-
-@contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration, restoring the previous values after."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

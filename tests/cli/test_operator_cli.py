@@ -1,12 +1,10 @@
-"""The operator commands: stack, seed, dlq show / redrive, report, and their errors."""
+"""The operator commands: stack, seed, dlq show, report, and their errors (redrive apart)."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pg8000.native
@@ -15,14 +13,11 @@ import pytest
 from login_etl import config
 from login_etl.handler import lambda_handler
 from login_etl_cli import main as cli
-from login_etl_cli.commands.common import key_store
-from login_etl_cli.redrive import redrive
+from login_etl_cli.local_stack import LocalStack, Provisioned, patched_environ
 from login_etl_cli.report import build_report
 from login_etl_cli.sample_data import generate_labelled
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import run_event_source_mapping
-from login_etl_local.provisioning import Provisioned
-from login_etl_local.stack_record import LocalStack, patched_environ
 from tests.cli_helpers import login_etl, without_target_line
 
 
@@ -53,46 +48,7 @@ def test_stack_up_status_down_across_processes(tmp_path: Path) -> None:
     assert gone.stderr.strip() == "login-etl: no local stack: start one with `login-etl stack up`"
 
 
-class DeleteFailsOnce:
-    """An SQS client whose first DeleteMessageBatch dies: the redrive is interrupted."""
-
-    def __init__(self) -> None:
-        self._client = boto3.client("sqs")
-        self.failed = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def delete_message_batch(self, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed = True
-            raise ConnectionResetError("interrupted")
-        return self._client.delete_message_batch(**kwargs)
-
-
-def test_an_interrupted_redrive_loses_nothing_and_writes_nothing_twice(
-    queue: Provisioned, db: pg8000.native.Connection
-) -> None:
-    bodies = [body for body, _ in generate_labelled(35, seed=21, malformed_ratio=0)]
-    send_bodies(boto3.client("sqs"), queue.dlq_url, bodies)  # dead-lettered during an outage
-    flaky: Any = DeleteFailsOnce()
-    signer, verify = key_store().redrive_claims()
-
-    with pytest.raises(ConnectionResetError):
-        redrive(flaky, queue.dlq_url, queue.queue_url, signer=signer, verify=verify, hold_s=1)
-    time.sleep(1.5)  # the interrupted ten become visible in the DLQ again
-    moved = redrive(flaky, queue.dlq_url, queue.queue_url, signer=signer, verify=verify, hold_s=1)
-
-    # The first ten were sent, not deleted, so sent again: 45 copies of 35 messages.
-    assert moved == 35
-    sqs = boto3.client("sqs")
-    stats = run_event_source_mapping(sqs, queue.queue_url, lambda_handler, batch_size=10)
-    assert stats.delivered == 45
-    assert db.run("SELECT count(*) FROM user_logins") == [[35]]
-    assert db.run("SELECT count(*) FROM login_etl_processed_messages") == [[35]]
-
-
-def test_dlq_show_and_redrive_commands(
+def test_dlq_show_counts_by_reason_and_consumes_nothing(
     queue: Provisioned, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = json.dumps({"foo": "oops_wrong_msg_type", "bar": "123"})
@@ -101,24 +57,15 @@ def test_dlq_show_and_redrive_commands(
     with patched_environ({"DLQ_URL": queue.dlq_url}):
         assert cli.main(["dlq", "show"]) == 0
         shown = capsys.readouterr().out
-        assert cli.main(["dlq", "redrive"]) == 0
-        moved = capsys.readouterr().out
-        assert cli.main(["dlq", "redrive", "--all"]) == 0
-        forced = capsys.readouterr()
+        assert cli.main(["dlq", "show"]) == 0
+        again = capsys.readouterr().out
 
     assert shown.splitlines()[0] == f"4 message(s) in {queue.dlq_url}"
     assert "2  missing_keys" in shown
     assert "1  not_json" in shown
     assert "1  valid now" in shown
     assert "oops" not in shown  # reasons, never contents
-    # What show knows is invalid stays in the DLQ, and the command says so.
-    assert moved.splitlines()[0] == f"moved 1 message(s) back to {queue.queue_url}"
-    assert moved.splitlines()[1].startswith(
-        f"left 3 message(s) that fail validation in {queue.dlq_url} (2 missing_keys"
-    )
-    assert "--all moves them anyway" in moved
-    assert forced.out.strip() == f"moved 3 message(s) back to {queue.queue_url}"
-    assert "warning: 3 of them fail validation" in forced.err
+    assert again == shown
 
 
 def test_report_counts_what_analysts_see(queue: Provisioned, db: pg8000.native.Connection) -> None:

@@ -343,3 +343,41 @@ def test_unmask_refuses_sql_in_a_filter(
     code, _, err = run_cli("unmask", "--where", "1=1 OR user_id=x")
     assert code == 1
     assert err.startswith("login-etl: --where takes column=value")
+
+
+RAW_DEVICE = "593-47-5928"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (docs/security.md, threat model): `unmask` of tokens given directly"
+    " needs nothing from the database but the audit insert, and the operator chooses"
+    " DATABASE_URL: pointed at any Postgres they own, it writes the audit record there and"
+    " unmasks; CloudTrail's kms:Decrypt events are the record that does not depend on them.",
+)
+def test_unmask_cannot_leave_its_audit_record_in_a_database_of_the_operators_choice(
+    stack: LocalStack, keys: KeyStore, audit_rows: AuditRows
+) -> None:
+    keys.init()
+    token = keys.keyring().current.mask(RAW_DEVICE)
+    admin = database_connection(stack.database_url)
+    admin.run("DROP DATABASE IF EXISTS operators_scratch")
+    admin.run("CREATE DATABASE operators_scratch")
+    admin.close()
+    scratch = connection_params_from_url(stack.database_url, Settings.from_env())
+    scratch_url = (
+        f"postgresql://{scratch.user}:{scratch.password}@{scratch.host}:{scratch.port}"
+        "/operators_scratch"
+    )
+
+    try:
+        with patched_environ({"DATABASE_URL": scratch_url}):
+            code, lines, _ = run_cli("unmask", "-", stdin=token)
+    finally:
+        admin = database_connection(stack.database_url)
+        admin.run("DROP DATABASE IF EXISTS operators_scratch")
+        admin.close()
+
+    # Only if it did unmask (else this test would pass, XPASS, and say so).
+    if code == 0 and lines == [{"token": token, "value": RAW_DEVICE}]:
+        assert len(audit_rows()) == 1, "unmasked, and the audit trail knows nothing of it"

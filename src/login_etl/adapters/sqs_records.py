@@ -24,16 +24,16 @@ def to_queue_messages(records: object) -> list[QueueMessage]:
     """Every record of ``event["Records"]``; raises only for a record that cannot be named.
 
     The usual record (string id and body, an attributes map with string values) is read
-    inline: the checks of ``to_queue_message``, one function each, cost as much as validating
-    the body (docs/instructions.md). Any other record goes through ``to_queue_message``; a
-    property test holds the two equal.
+    inline: the checks of ``to_queue_message``, one function each, were a large part of a
+    record's cost (docs/instructions.md, "SQS records"). Any other record goes through
+    ``to_queue_message``; a property test holds the two equal.
     """
     if not isinstance(records, list):
         raise MalformedEventError(f"Records must be an array, got {json_type(records)}")
     messages = []
     for record in records:
         if type(record) is dict:
-            try:  # subscripts, not .get: a third of the cost of these lines
+            try:  # subscripts, not .get: no method call (docs/instructions.md, "SQS records")
                 message_id = record["messageId"]
                 body = record["body"]
                 attributes = record["attributes"]

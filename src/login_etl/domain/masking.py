@@ -65,9 +65,9 @@ _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 class HmacSha256:
     """HMAC-SHA256 (RFC 2104) with the key's pads absorbed once, as ``hmac`` does internally.
 
-    Copying two absorbed ``hashlib`` states costs 0.53 µs a value against 0.91 µs for a copied
-    ``hmac.HMAC`` and 1.26 µs for ``hmac.digest`` (measured): two of them per masked value.
-    A property test holds it equal to ``hmac.digest``.
+    Copying two absorbed ``hashlib`` states is cheaper than copying an ``hmac.HMAC`` or calling
+    ``hmac.digest`` (docs/instructions.md, "Masking"), and there are two HMACs per masked
+    value. A property test holds it equal to ``hmac.digest``.
     """
 
     __slots__ = ("inner", "outer")
@@ -112,7 +112,8 @@ class DeterministicMasker:
         signing = HmacSha256(data_key[:16])
         self._signing_inner, self._signing_outer = signing.inner, signing.outer
         # One AES context for the container's life; CBC chaining is done in ``_cbc`` below.
-        # Building a CBC Cipher per value (cryptography's type checks) was 40 % of ``mask``.
+        # A CBC Cipher built per value spent much of ``mask`` in cryptography's type checks
+        # (docs/instructions.md, "Masking").
         self._aes = Cipher(algorithms.AES(data_key[16:]), modes.ECB()).encryptor()  # noqa: S305
         synthetic_iv = HmacSha256(hmac.digest(data_key, _IV_KEY_LABEL, "sha256"))
         self._iv_inner, self._iv_outer = synthetic_iv.inner, synthetic_iv.outer
@@ -126,13 +127,11 @@ class DeterministicMasker:
     def mask(self, value: str) -> str:
         """Return the deterministic Fernet token of ``value``.
 
-        Two masks are two thirds of the Python work of a message, so everything is inline:
-        the two HMACs (``HmacSha256.digest``), the one-block CBC, ``urlsafe_b64encode`` (two
-        Python functions around ``b2a_base64``) cost a frame each: 39,700 instructions a value
-        down to 35,900 (callgrind; the four hashlib copies and four digests are 23,000 of
-        them, and ``hmac.digest`` would be twice that). Property tests hold the result equal
-        to the construction written with ``hmac`` and ``cryptography``'s CBC, and to tokens
-        made by earlier releases.
+        Two masks are most of the Python work of a message, so everything is inline: the two
+        HMACs (``HmacSha256.digest``), the one-block CBC, ``urlsafe_b64encode`` (two Python
+        functions around ``b2a_base64``) cost a frame each (docs/instructions.md, "Masking").
+        Property tests hold the result equal to the construction written with ``hmac`` and
+        ``cryptography``'s CBC, and to tokens made by earlier releases.
         """
         plaintext = value.encode("utf-8")
         hashed = self._iv_inner.copy()

@@ -1,9 +1,9 @@
 """The values that flow through the pipeline, from queue message to table row.
 
 Immutable named tuples rather than frozen dataclasses: three are built per message, and a
-named tuple costs half as much to build. The hot paths build them with ``new_tuple(cls,
-values)``, which is what the generated ``__new__`` does, without its Python frame
-(docs/instructions.md)."""
+named tuple is cheaper to build. The hot paths build them with ``new_tuple(cls, values)``,
+which is what the generated ``__new__`` does, without its Python frame (docs/instructions.md,
+"Rows as named tuples")."""
 
 from __future__ import annotations
 

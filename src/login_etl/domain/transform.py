@@ -14,13 +14,15 @@ _MAX_MS = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL) * _MS_PER_DAY
 _MAX_DIGITS = len(str(_MAX_MS))
 
 
-# Day number -> date: a batch spans a day or two, and date.fromordinal was a third of this
-# function (docs/instructions.md). Bounded, though it grows by one entry a day.
+# Day number -> date: a batch spans a day or two, and date.fromordinal was a large part of
+# this function (docs/instructions.md, "create_date"). Bounded, though it grows by one entry
+# a day.
 _DATES: dict[int, date] = {}
 _DATES_MAX = 1_024
 # The day of the last timestamp: its first millisecond and the next day's, as decimal text of
 # the same length (compared as text, equal-length digit strings order as numbers) and the date.
-# Most timestamps of a batch fall in it, and skip the conversion (docs/instructions.md).
+# Most timestamps of a batch fall in it, and skip the conversion (docs/instructions.md,
+# "create_date").
 _last_day: tuple[str, str, date | None] = ("", "", None)
 
 

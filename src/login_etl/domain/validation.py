@@ -36,10 +36,10 @@ _SAFE_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}", re.ASCII)
 
 # The body as producers write it: the six keys in the order of the original queue, the
 # separators of json.dumps (or none), strings of printable ASCII with no escape, a canonical
-# IPv4 address, every length within its rule. One regex reads and checks such a body at once:
-# 11,000 instructions a message against 24,300 for the C scanner and the checks after it, a
-# ninth of the handler's work (callgrind). A body it does not match whole takes the scanner
-# and the rules below, unchanged; a property test holds the two equal.
+# IPv4 address, every length within its rule. One regex reads and checks such a body at once,
+# in far fewer instructions than the C scanner and the checks after it (docs/instructions.md,
+# "Validation"). A body it does not match whole takes the scanner and the rules below,
+# unchanged; a property test holds the two equal.
 _PLAIN = r'"([ !#-\[\]-~]{1,%d})"'  # a JSON string with no escape: printable ASCII, no " or \
 _SEPARATOR, _COLON = ", ?", ": ?"
 
@@ -64,12 +64,14 @@ _USUAL_BODY = re.compile(
 ).fullmatch
 
 # The C scanner behind json.loads, called directly for a body that starts with "{": loads()
-# and decode() around it were a third of json.loads (callgrind). Anything else, and any body
-# the scanner does not consume whole, goes through json.loads for its exact rules and errors.
+# and decode() around it add Python frames that such a body does not need
+# (docs/instructions.md, "Validation"). Anything else, and any body the scanner does not
+# consume whole, goes through json.loads for its exact rules and errors.
 # (typeshed does not declare the attribute JSONDecoder sets in __init__.)
 _scan_object: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-# Encoded app versions seen so far: a stream has few distinct versions, and the regex and the
-# three int() were 4,000 instructions a message (callgrind). Bounded: values are inputs.
+# Encoded app versions seen so far: a stream has few distinct versions, and a lookup costs far
+# less than the regex and the three int() (docs/instructions.md, "Validation"). Bounded:
+# values are inputs.
 _KNOWN_VERSIONS: dict[str, int] = {}
 _KNOWN_VERSIONS_MAX = 4_096
 # The limits as plain names for the inline checks (a dict lookup each, otherwise).
@@ -84,8 +86,8 @@ def parse_login(body: str) -> LoginEvent:
 
     The usual body is ASCII with no backslash, so none of its strings can hold a NUL, another
     control character or an unpaired surrogate (JSON spells those only as escapes): such a
-    login only needs types, lengths, the IP and the version checked, inline (validation was
-    32,700 instructions a message beyond json.loads, 60 % of parsing; callgrind). Everything
+    login only needs types, lengths, the IP and the version checked, inline (the full rules
+    were most of parsing's cost; docs/instructions.md, "Validation"). Everything
     else, and every failure, takes the full rules (``_checked_login``), which give the error.
     A property test holds the two equal. The body as producers write it is read before that,
     by one regex (``_USUAL_BODY``).
@@ -98,8 +100,8 @@ def parse_login(body: str) -> LoginEvent:
             number = _app_version(version)  # the rule the full path ends with, and its error
         return new_tuple(LoginEvent, (user_id, device_type, ip, locale, number, device_id))
     payload = _json(body)
-    # Six keys, all six found: the key set is right (2,000 instructions fewer than comparing
-    # the key view with REQUIRED_KEYS). A missing one means another is there instead.
+    # Six keys, all six found: the key set is right (cheaper than comparing the key view with
+    # REQUIRED_KEYS). A missing one means another is there instead.
     if type(payload) is dict and len(payload) == _KEY_COUNT and body.isascii():
         try:
             user_id = payload["user_id"]
@@ -137,7 +139,7 @@ def _json(body: str) -> Any:
         return json.loads(body)
     # scan_once raises StopIteration for a value it cannot read ('{"a": x}'): json.loads turns
     # it into a ValueError, but here it would escape, fail the whole batch, and dead-letter
-    # every message of it (found in review).
+    # every message of it.
     except (ValueError, RecursionError, StopIteration):
         raise InvalidMessageError(Reason.NOT_JSON, "body is not valid JSON") from None
 
@@ -194,8 +196,8 @@ def canonical_ip(text: str) -> str:
 def _is_canonical_ipv4(text: str) -> bool:
     """Dotted decimal with no leading zeros: what ``ipaddress`` accepts and prints unchanged.
 
-    A fast path (0.5 µs instead of 8; ``ipaddress`` was the largest part of validation in the
-    profile); anything else goes through ``ipaddress``. A property test holds them equal.
+    A fast path (``ipaddress`` was the largest part of validation; docs/instructions.md,
+    "Validation"); anything else goes through ``ipaddress``. A property test holds them equal.
     """
     return _CANONICAL_IPV4.fullmatch(text) is not None
 

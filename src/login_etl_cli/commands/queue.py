@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -13,12 +14,14 @@ from login_etl_cli.commands.arguments import (
     actions,
     add_command,
     add_message_source,
+    int_between,
     ratio,
 )
-from login_etl_cli.commands.common import AWS, DLQ, QUEUE, key_store, queue_urls
+from login_etl_cli.commands.common import AWS, DLQ, QUEUE, UserError, queue_urls
 from login_etl_cli.dead_letters import dlq_reasons, invalid_reason
+from login_etl_cli.invocation import Function, LambdaFunction, local_function
 from login_etl_cli.progress import Progress
-from login_etl_cli.redrive import redrive
+from login_etl_cli.redrive import MAX_EVENT_BYTES, FunctionFailedError, RedriveSummary, redrive
 from login_etl_cli.sample_data import generate
 from login_etl_cli.seeding import send_bodies
 
@@ -61,16 +64,42 @@ def register(commands: Any) -> None:
     move = add_command(
         action,
         "redrive",
-        "move the messages that pass validation back to the queue",
-        "Each message is copied first and deleted from the DLQ after, so an interruption\n"
-        "can duplicate a message but never lose one (the copies carry the original id,\n"
-        "which the function's ledger keys on: nothing is written twice). Messages that\n"
-        "fail validation stay in the DLQ (they would only come back): --all moves them too.",
+        "hand the messages that pass validation to the function, after a fix",
+        "The function itself takes them, as Lambda's event source mapping would deliver\n"
+        "them from the queue: each under its own message id, with its SentTimestamp. Its\n"
+        "ledger recognises any already written (nothing is written twice), and each row is\n"
+        "dated by the login, not by the redrive. A message is deleted from the DLQ only\n"
+        "once the function answered that it is written; those it reports failed stay. An\n"
+        "interruption loses nothing: run it again (held messages come back after --hold).\n"
+        "The function: FUNCTION_NAME or --function (Lambda Invoke, RequestResponse); with\n"
+        "neither, against an emulator (AWS_ENDPOINT_URL, or the local stack), the function\n"
+        "run here, as 'login-etl run' runs it. Messages that fail validation stay in the\n"
+        "DLQ (they would only fail again): --all hands them over too.",
     )
     move.add_argument(
         "--all",
         action="store_true",
-        help="move the messages that fail validation too (after fixing the validation)",
+        help="hand over the messages that fail validation here too (the deployed function may"
+        " validate differently); those it still refuses stay in the DLQ",
+    )
+    move.add_argument(
+        "--function",
+        metavar="NAME",
+        help="the deployed function's name or ARN (default: FUNCTION_NAME)",
+    )
+    move.add_argument(
+        "--batch-size",
+        type=int_between(1, 10_000),
+        default=1000,
+        help=f"messages per invocation (and at most {MAX_EVENT_BYTES:,} bytes of event)",
+    )
+    move.add_argument(
+        "--hold",
+        type=int_between(10, 43_200),
+        default=300,
+        metavar="SECONDS",
+        help="how long the messages being handed over stay invisible in the DLQ (after an"
+        " interruption, they come back then); longer than an invocation takes",
     )
     move.set_defaults(command=dlq_redrive, needs=(DLQ, AWS))
 
@@ -97,7 +126,7 @@ def dlq_show(args: argparse.Namespace) -> int:  # noqa: ARG001 - no options
 
 
 def dlq_redrive(args: argparse.Namespace) -> int:
-    """Move the DLQ's messages back to the queue; the invalid ones only with --all."""
+    """Hand the DLQ's messages to the function; the invalid ones only with --all."""
     queue_url, dlq_url = queue_urls(dlq=True)
     invalid: dict[str, str] = {}  # message id -> reason
 
@@ -107,32 +136,87 @@ def dlq_redrive(args: argparse.Namespace) -> int:
             invalid[message["MessageId"]] = reason
         return reason is None or args.all
 
-    # Each copy's claim is signed with the data key: needs PiiRecoveryPolicy (kms:Decrypt).
-    signer, verify = key_store().redrive_claims()
-    with Progress("moved") as progress:
-        moved = redrive(
-            boto3.client("sqs"),
-            dlq_url,
-            queue_url,
-            signer=signer,
-            verify=verify,
-            keep=valid,
-            on_progress=progress.update,
+    sqs = boto3.client("sqs")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    function, described = _function(args.function)
+    summary = RedriveSummary()
+    try:
+        with function, Progress("handed over") as progress:
+            redrive(
+                sqs,
+                dlq_url,
+                queue_arn,
+                function,
+                batch_size=args.batch_size,
+                hold_s=args.hold,
+                keep=valid,
+                summary=summary,
+                on_progress=lambda done: progress.update(done.handed),
+            )
+    except FunctionFailedError as error:
+        raise UserError(str(error)) from None
+    finally:
+        _say_what_was_done(summary, dlq_url, described)
+    held = int(
+        sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
+    )
+    if held:
+        print(
+            f"{held} message(s) of the DLQ are held by another reader (an interrupted redrive,"
+            " say) and were not handed over: run this again once they are visible (--hold"
+            " of that run)"
         )
-    print(f"moved {moved} message(s) back to {queue_url}")
     if invalid:
         reasons = Counter(invalid.values()).most_common()
         listed = "; ".join(f"{n} {reason}" for reason, n in reasons)
         if args.all:
             print(
-                f"login-etl: warning: {len(invalid)} of them fail validation ({listed}): they"
-                " will be dead-lettered again unless the validation was changed",
+                f"login-etl: warning: {len(invalid)} of them fail validation ({listed}): the"
+                " function reports them failed, and they stay in the DLQ, unless it validates"
+                " differently",
                 file=sys.stderr,
             )
         else:
             print(
                 f"left {len(invalid)} message(s) that fail validation in {dlq_url} ({listed}):"
-                " redriven, they would only be dead-lettered again. Fix the producer;"
-                " --all moves them anyway"
+                " handed over, they would only fail again. Fix the producer; --all hands them"
+                " over anyway"
             )
     return 0
+
+
+def _function(name: str | None) -> tuple[Function, str]:
+    """The function to hand the dead letters to, and how to name it."""
+    name = name or os.environ.get("FUNCTION_NAME")
+    if name:
+        return LambdaFunction(name), f"Lambda function {name}"
+    if os.environ.get("AWS_ENDPOINT_URL"):  # an emulator, with no function deployed in it
+        return local_function(), "the function run here (as login-etl run runs it)"
+    raise UserError(
+        "which function? Set FUNCTION_NAME (or --function) to the deployed function's name or"
+        " ARN: the stack's FunctionArn output"
+    )
+
+
+def _say_what_was_done(summary: RedriveSummary, dlq_url: str, function: str) -> None:
+    """What the redrive did, even when it stopped half-way: every message is accounted for."""
+    print(
+        f"handed {summary.handed} message(s) of {dlq_url} to {function}"
+        f" in {summary.invocations} invocation(s): {summary.deleted} deleted from the DLQ"
+        f" (written, or found written already), {summary.failed} reported failed (left in"
+        " the DLQ)"
+    )
+    if summary.too_large:
+        print(
+            f"left {summary.too_large} message(s) in the DLQ that alone exceed an invocation's"
+            f" {MAX_EVENT_BYTES:,} bytes"
+        )
+    if summary.undeleted:
+        print(
+            f"left {summary.undeleted} message(s) in the DLQ that SQS did not delete: the"
+            " function acknowledged them, so a later redrive finds them written"
+        )

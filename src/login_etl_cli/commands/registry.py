@@ -1,36 +1,46 @@
-"""Every subcommand of ``login-etl``; ``stack`` and ``run`` imported only when they are named.
+"""Every subcommand of ``login-etl``: the CLI's own, and those other packages plug in.
 
 ``stack`` and ``run`` start and stop the local stack, so they live with it, in
-``login_etl_local.commands``. The operator CLI must not depend on the local stack (the rule
-``tests/test_layout.py`` checks), so this module imports them, inside ``_local_register``,
-only when the command line names one of them; otherwise a stub with the same one-line summary
-stands in for ``login-etl --help``. (The summaries are kept here and the commands use them,
-so the stub and the real command cannot drift apart.) These are the only imports of
-``login_etl_local`` in the CLI apart from ``stack_record``.
+``login_etl_local``; the operator CLI imports nothing of that package (``tests/test_layout.py``).
+They reach the CLI through the entry-point group ``login_etl.commands`` (``pyproject.toml``):
+each entry is an object with a ``summary`` and a ``register(commands)``. Loading the entry
+costs only its light module; ``register``, which imports the command's own module, runs only
+when the command line names it, and the summary stands in for ``login-etl --help`` otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 from login_etl_cli.commands import db, ledger, pii, queue, report
 from login_etl_cli.commands.arguments import add_command
 
-# name -> the summary ``login-etl --help`` lists, in the order it lists them (before the rest).
-LOCAL_COMMANDS = {
-    "stack": "start, stop or inspect the local stack (moto server + throwaway PostgreSQL)",
-    "run": "load a queue of login messages into Postgres locally",
-}
+GROUP = "login_etl.commands"
+
+
+class PluggedCommand(Protocol):
+    """What an entry of ``login_etl.commands`` loads to."""
+
+    @property
+    def summary(self) -> str: ...
+
+    def register(self, commands: Any) -> None: ...
+
+
+def plugged_commands() -> dict[str, PluggedCommand]:
+    """The commands other packages declare, by name, in the order they declare them."""
+    return {entry.name: entry.load() for entry in entry_points(group=GROUP)}
 
 
 def register_all(commands: Any, load: Collection[str] = ()) -> None:
-    """Add every subcommand: ``stack`` and ``run`` for real if in ``load``, else their stubs."""
-    for name, summary in LOCAL_COMMANDS.items():
+    """Add every subcommand: a plugged one for real if in ``load``, else its summary only."""
+    for name, plugged in plugged_commands().items():
         if name in load:
-            _local_register(name)(commands)
+            plugged.register(commands)
         else:
-            add_command(commands, name, summary)
+            add_command(commands, name, plugged.summary)
     for module in (queue, report, pii, db, ledger):
         module.register(commands)
 
@@ -38,13 +48,3 @@ def register_all(commands: Any, load: Collection[str] = ()) -> None:
 def named_command(argv: Sequence[str]) -> str | None:
     """The subcommand a command line names: its first word that is not an option."""
     return next((word for word in argv if not word.startswith("-")), None)
-
-
-def _local_register(name: str) -> Callable[[Any], None]:
-    if name == "stack":
-        from login_etl_local.commands import stack  # noqa: PLC0415 - lazily: see the docstring
-
-        return stack.register
-    from login_etl_local.commands import run  # noqa: PLC0415 - lazily: see the docstring
-
-    return run.register

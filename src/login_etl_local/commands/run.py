@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from login_etl.domain.app_version import decode
 from login_etl.domain.masking import token_key_id
 from login_etl_cli.commands.arguments import add_command, add_message_source, int_between
 from login_etl_cli.commands.common import UserError, database
-from login_etl_cli.commands.registry import LOCAL_COMMANDS
 from login_etl_cli.progress import Progress
 from login_etl_cli.sample_data import generate
 from login_etl_cli.seeding import send_bodies
@@ -41,9 +39,9 @@ Which stack it uses, in this order:
 The summary counts this run's rows and dead letters, and what was there before apart."""
 
 
-def register(commands: Any) -> None:
-    """Add ``run`` to the subcommands."""
-    run = add_command(commands, "run", LOCAL_COMMANDS["run"], DESCRIPTION)
+def register(commands: Any, summary: str) -> None:
+    """Add ``run`` to the subcommands (``summary``: the one ``login-etl --help`` lists)."""
+    run = add_command(commands, "run", summary, DESCRIPTION)
     source = add_message_source(run)
     source.add_argument("--no-seed", action="store_true", help="process what is queued already")
     run.add_argument(
@@ -64,19 +62,19 @@ def register(commands: Any) -> None:
         default=5,
         help="deliveries before a message is dead-lettered (a throwaway stack's redrive policy)",
     )
-    run.add_argument("--verbose", action="store_true", help="show the function's JSON logs")
+    run.add_argument(
+        "--verbose", action="store_true", help="show the function's JSON logs (on stderr)"
+    )
     run.set_defaults(command=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Send sample messages (unless --no-seed), deliver them to the handler, summarise."""
-    # Metrics are off here, and Powertools warns about every empty flush.
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
-    logging_env = (
-        {}
-        if args.verbose
-        else {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-    )
+    """Send sample messages (unless --no-seed), deliver them to the function, summarise."""
+    # For the function's process, which inherits this environment: metrics are off here, and
+    # Powertools warns about every empty flush.
+    logging_env = {"PYTHONWARNINGS": "ignore:No application metrics to publish"}
+    if not args.verbose:
+        logging_env |= {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
     with (
         _stack(args.max_receive_count, LOCAL_VISIBILITY_TIMEOUT_S) as stack,
         patched_environ(logging_env),

@@ -8,17 +8,16 @@ from typing import Any
 
 from login_etl_cli.commands.arguments import actions, add_command, int_between
 from login_etl_cli.commands.common import UserError, redact
-from login_etl_cli.commands.registry import LOCAL_COMMANDS
 from login_etl_local.stack_record import STATE_FILE, LocalStack, StackRecord, leftovers, read_state
 from login_etl_local.stack_state import HalfDownError, stack_down, stack_up
 
 
-def register(commands: Any) -> None:
-    """Add ``stack`` to the subcommands."""
+def register(commands: Any, summary: str) -> None:
+    """Add ``stack`` to the subcommands (``summary``: the one ``login-etl --help`` lists)."""
     stack = add_command(
         commands,
         "stack",
-        LOCAL_COMMANDS["stack"],
+        summary,
         f"The stack keeps running between commands; it is recorded in {STATE_FILE}, where\n"
         "the other commands find it when the environment names no stack of its own.",
     )

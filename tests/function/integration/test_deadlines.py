@@ -8,6 +8,7 @@ fail before Lambda's kill, so the whole batch is retried cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,19 +24,23 @@ import boto3
 import pg8000.native
 import pytest
 
-from login_etl.deadline import DEADLINE_MARGIN_MS
+from login_etl.adapters.postgres import store as store_module
+from login_etl.adapters.postgres.connection import END_BACKEND_TIMEOUT_S, connect
+from login_etl.adapters.postgres.store import PostgresLoginStore
+from login_etl.deadline import DEADLINE_MARGIN_MS, Deadline
 from login_etl.handler import lambda_handler
 from login_etl.runtime import reset_runtime
 from login_etl_cli.sample_data import generate
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import LocalContext
 from login_etl_local.provisioning import Provisioned
-from tests.postgres_helpers import count, ledger, wait_for
+from tests.postgres_helpers import count, ledger, params, row, wait_for
 from tests.sqs_helpers import receive_event
 
 BATCH = 200
 SLOW_COPY_S = 1.5
 MARGIN_S = DEADLINE_MARGIN_MS / 1000
+HOUR_S = 3600
 # The child's cold start (imports, KMS, the schema) must fit well inside it on a busy machine.
 FROZEN_TIMEOUT_S = 15.0
 INVOKE = """
@@ -52,7 +57,9 @@ def slow_first_copy(tables: pg8000.native.Connection) -> pg8000.native.Connectio
     """The first COPY into user_logins takes SLOW_COPY_S on the server (a slow disk, a DBA's
     audit trigger); later ones do not. A sequence, because it is not rolled back."""
     db = tables
-    db.run("CREATE SEQUENCE IF NOT EXISTS slow_once")
+    # A fresh one each test: the tables are dropped between tests, a sequence is not.
+    db.run("DROP SEQUENCE IF EXISTS slow_once")
+    db.run("CREATE SEQUENCE slow_once")
     db.run(
         "CREATE OR REPLACE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         f" IF nextval('slow_once') = 1 THEN PERFORM pg_sleep({SLOW_COPY_S}); END IF;"
@@ -163,3 +170,93 @@ def test_a_server_that_stops_answering_fails_the_invocation_before_its_deadline(
 
     assert lambda_handler(event, LocalContext()) == {"batchItemFailures": []}
     assert count(db, "SELECT count(*) FROM user_logins") == BATCH
+
+
+def deadline_in(remaining_s: float) -> Deadline:
+    """An invocation with ``remaining_s`` left now, on the real clock (the server's is real)."""
+    ends = time.monotonic() + remaining_s
+    return Deadline(lambda: int((ends - time.monotonic()) * 1000))
+
+
+@pytest.fixture
+def slow_ledger_then_stuck_rows(tables: pg8000.native.Connection) -> pg8000.native.Connection:
+    """The ledger's COPY takes most of the time left (a slow disk, a lock released late),
+    then the rows' COPY waits on something that never ends (a DBA's CREATE INDEX)."""
+    db = tables
+    for table, sleep_s in (("login_etl_processed_messages", 2.5), ("user_logins", 60)):
+        db.run(
+            f"CREATE OR REPLACE FUNCTION sleep_{table}() RETURNS trigger LANGUAGE plpgsql"
+            f" AS $$ BEGIN PERFORM pg_sleep({sleep_s}); RETURN NULL; END $$"
+        )
+        db.run(
+            f"CREATE TRIGGER sleep_{table} AFTER INSERT ON {table}"
+            f" FOR EACH STATEMENT EXECUTE FUNCTION sleep_{table}()"
+        )
+    return db
+
+
+def test_every_statement_of_a_write_ends_by_the_deadline(
+    slow_ledger_then_stuck_rows: pg8000.native.Connection, store: PostgresLoginStore
+) -> None:
+    """6 s left, so 4 s before the margin: the ledger's statement takes 2.5 s, then the rows'
+    may take what is left of the 4 s, not 3.5 s more (past Lambda's kill, holding the ledger's
+    locks on the server after it)."""
+    remaining_s = 6.0
+    deadline = deadline_in(remaining_s)
+    started = time.monotonic()
+
+    with pytest.raises(pg8000.native.DatabaseError):
+        store.write([(f"m{i}", row(f"u{i}")) for i in range(10)], deadline)
+
+    elapsed_s = time.monotonic() - started
+    assert elapsed_s <= remaining_s - MARGIN_S + END_BACKEND_TIMEOUT_S
+
+
+def test_a_prune_waits_on_the_ledgers_lock_no_longer_than_its_time_left(
+    tables: pg8000.native.Connection, store: PostgresLoginStore
+) -> None:
+    """A DBA's VACUUM FULL (ACCESS EXCLUSIVE) of the ledger, for longer than the run has."""
+    store.write([("recent", row("u"))])  # the store's connection is open and warm
+    holder = connect(params())
+    holder.run("START TRANSACTION")
+    holder.run("LOCK TABLE login_etl_processed_messages IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(4.0, holder.run, ("COMMIT",))
+    release.start()
+    remaining_s = 3.0
+    started = time.monotonic()
+    try:
+        with contextlib.suppress(Exception):  # raising before the deadline is fine
+            store.prune(HOUR_S, 1_000, lambda: True, deadline_in(remaining_s))
+        elapsed_s = time.monotonic() - started
+    finally:
+        release.join()
+        holder.close()
+    assert elapsed_s <= remaining_s - MARGIN_S + END_BACKEND_TIMEOUT_S
+
+
+def test_the_check_of_an_idle_connection_waits_no_longer_than_the_time_left(
+    tables: pg8000.native.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops answering while the container idles (a failover, a partition)."""
+    store = PostgresLoginStore(params(connect_timeout_s=4.0))
+    try:
+        store.write([("first", row("u"))])
+        pid = int(
+            tables.run(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'login-etl'"
+                " AND pid <> pg_backend_pid()"
+            )[0][0]
+        )
+        monkeypatch.setattr(store_module, "IDLE_CHECK_SECONDS", 0.0)  # it idled long enough
+        remaining_s = 3.0
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            with contextlib.suppress(Exception):  # raising before the deadline is fine
+                store.write([("second", row("u"))], deadline_in(remaining_s))
+            elapsed_s = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        store.close()
+    assert elapsed_s <= remaining_s - MARGIN_S + END_BACKEND_TIMEOUT_S

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -103,7 +103,7 @@ def test_the_ledger_stays_flat_over_many_windows_and_nothing_is_doubled(
     assert max(sizes[3:]) == min(sizes[3:]) == 2 * batch  # flat: entries younger than 3 h
 
 
-def test_pruning_stops_when_time_runs_short(
+def test_pruning_stops_when_told_and_the_next_run_goes_on_from_there(
     store: PostgresLoginStore, db: pg8000.native.Connection
 ) -> None:
     store.write([("recent", ROW)])  # creates the tables
@@ -113,14 +113,35 @@ def test_pruning_stops_when_time_runs_short(
         " SELECT 'm' || g, now() - interval '3 hours' FROM generate_series(1, 500) g"
     )
     db.run("ANALYZE login_etl_processed_messages")  # about 100 entries a step: a page or so
-    # Two steps (each asks twice: whether to go on, and for its timeouts), then too late.
-    clock = itertools.chain([60_000] * 4, itertools.repeat(500))
+    two_steps = iter([True, True, False])
 
-    summary = prune_ledger(store, HOUR, 100, Deadline(lambda: next(clock), margin_ms=1_000))
+    first = store.prune(HOUR, 100, lambda: next(two_steps))
+    rest = store.prune(HOUR, 100, always)
 
-    assert summary.stopped_because is PruneStop.TIME_LIMIT
-    assert 0 < summary.deleted < 500
-    assert count(db, "login_etl_processed_messages") == 500 - summary.deleted
+    assert 0 < first < 500
+    assert first + rest == 500
+    assert count(db, "login_etl_processed_messages") == 0
+
+
+def test_a_run_reports_that_time_ran_short() -> None:
+    class Pruner:
+        def prune(
+            self,
+            retention_s: float,
+            batch_rows: int,
+            keep_going: Callable[[], bool],
+            deadline: Deadline | None = None,
+        ) -> int:
+            steps = 0
+            while keep_going():
+                steps += 1
+            return steps * batch_rows
+
+    clock = iter([60_000, 60_000, 500])  # two steps, then under the margin
+
+    summary = prune_ledger(Pruner(), HOUR, 100, Deadline(lambda: next(clock), margin_ms=1_000))
+
+    assert (summary.deleted, summary.stopped_because) == (200, PruneStop.TIME_LIMIT)
 
 
 def fill_ledger(db: pg8000.native.Connection, old: int, new: int) -> None:
@@ -232,7 +253,7 @@ def test_login_etl_ledger_prune(
     stack: LocalStack, store: PostgresLoginStore, db: pg8000.native.Connection, tmp_path: Path
 ) -> None:
     store.write([(f"m{i}", ROW) for i in range(30)])
-    age_everything(db, 50 * 86_400)  # older than the default window (43 days)
+    age_everything(db, 50 * 86_400)  # older than the default window (29 days)
     store.write([("recent", ROW)])
     env = {**os.environ, "DATABASE_URL": stack.database_url}
 
@@ -247,7 +268,7 @@ def test_login_etl_ledger_prune(
     )
 
     assert pruned.returncode == 0, pruned.stderr
-    assert pruned.stdout.strip() == "deleted 30 ledger entries older than 43 days"
+    assert pruned.stdout.strip() == "deleted 30 ledger entries older than 29 days"
     assert count(db, "login_etl_processed_messages") == 1
 
 
@@ -302,3 +323,67 @@ def test_the_settings_window_holds_when_the_queues_cannot_be_read(
         summary = lambda_handler({"action": "prune-ledger"}, LocalContext())
     assert summary["retentionSeconds"] == 120
     assert "queues unread" in function_logs.getvalue()
+
+
+def steps(allowed: int) -> Callable[[], bool]:
+    """A run's ``keep_going`` with time for ``allowed`` steps (an invocation's time running
+    short on a ledger too large for one run)."""
+    left = itertools.count(allowed, -1)
+    return lambda: next(left) > 0
+
+
+def test_runs_cut_short_by_time_reach_the_end_of_the_ledger_in_turn(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """Each run walks two steps, then its time is up; each is a container of its own (the
+    hourly rule lands anywhere). Enough runs to walk the whole ledger once prune all of it."""
+    store.write([("recent", ROW)])  # creates the tables
+    fill_ledger(db, old=20_000, new=0)
+    pages, per_page = db.run(
+        "SELECT relpages, reltuples / relpages FROM pg_class"
+        " WHERE relname = 'login_etl_processed_messages'"
+    )[0]
+    per_run = 2 * max(1, int(1_000 / per_page))  # two steps of about 1,000 entries' pages
+    for _ in range(pages // per_run + 2):
+        run = PostgresLoginStore(connection_params(Settings.from_env()))
+        try:
+            run.prune(HOUR, 1_000, steps(2))
+        finally:
+            run.close()
+
+    assert count(db, "login_etl_processed_messages") == 0
+
+
+def test_a_step_on_a_ledger_never_analyzed_deletes_about_batch_rows(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """After a restore, or with autovacuum off, Postgres has no statistics of the ledger."""
+    store.write([("recent", ROW)])
+    db.run("DROP TABLE login_etl_processed_messages")
+    db.run(
+        "CREATE TABLE login_etl_processed_messages(message_id varchar(128) PRIMARY KEY,"
+        " processed_at timestamptz NOT NULL DEFAULT now()) WITH (autovacuum_enabled = false)"
+    )
+    db.run(
+        "INSERT INTO login_etl_processed_messages (message_id, processed_at)"
+        " SELECT 'gone-' || g, now() - interval '100 days' FROM generate_series(1, 20000) g"
+    )
+    stats = db.run("SELECT reltuples FROM pg_class WHERE relname = 'login_etl_processed_messages'")
+    assert stats[0][0] < 0  # never analyzed
+
+    deleted = store.prune(HOUR, 100, steps(1))
+
+    assert 0 < deleted <= 2 * 100
+
+
+def test_the_prune_runs_whatever_the_drains_safety_margin(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """The drain's margin is the drain's: a prune's steps are short and need only the
+    deadline's own margin."""
+    store.write([(f"m{i}", ROW) for i in range(30)])
+    age_everything(db, 50 * 86_400)  # older than the default window (29 days)
+    with patched_environ({"DRAIN_SAFETY_MARGIN_MS": "120000", "QUEUE_URL": ""}):
+        reset_runtime()
+        summary = lambda_handler({"action": "prune-ledger"}, LocalContext(timeout_s=120))
+    assert summary["deleted"] == 30

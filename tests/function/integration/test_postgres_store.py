@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from datetime import date
 
 import pg8000.native
 import pytest
 
+from login_etl.adapters.postgres.connection import connect
 from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
+from login_etl.deadline import Deadline
 from login_etl.domain.models import UserLoginRow
 from login_etl.runtime import connection_params
 
@@ -108,6 +113,28 @@ def test_reconnects_after_the_connection_is_lost(
     with pytest.raises((pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError)):
         store.write([("m2", row())])
     assert store.write([("m2", row())]).written == 1
+
+
+def test_a_prune_that_gave_up_waiting_leaves_a_connection_the_next_write_can_use(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """The last write began with 3 s left (its read timeout, 1 s, stays on the socket);
+    the next invocation prunes while a DBA holds the ledger for 2 s; the one after writes."""
+    ends = time.monotonic() + 3.0
+    store.write([("m1", row())], Deadline(lambda: int((ends - time.monotonic()) * 1000)))
+    holder = connect(connection_params(Settings.from_env()))
+    holder.run("START TRANSACTION")
+    holder.run("LOCK TABLE login_etl_processed_messages IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(2.0, holder.run, ("COMMIT",))
+    release.start()
+    try:
+        with contextlib.suppress(Exception):  # giving up is fine, with 60 s left or not
+            store.prune(3600, 1_000, lambda: True, Deadline(lambda: 60_000))
+    finally:
+        release.join()
+        holder.close()
+
+    assert store.write([("m2", row())], Deadline(lambda: 60_000)).written == 1
 
 
 def test_decoded_view_gives_the_dotted_version(

@@ -71,7 +71,7 @@ def test_no_iam_statement_allows_every_resource() -> None:
         if resource["Type"] == "AWS::IAM::ManagedPolicy"
     ]
     statements = [s for document in documents for s in unconditional(document["Statement"])]
-    assert len(documents) == 3
+    assert len(documents) == 4
     assert all(statement["Resource"] != "*" for statement in statements)
     context = {f"kms:EncryptionContext:{k}": v for k, v in KMS_ENCRYPTION_CONTEXT.items()}
     kms = [s for s in statements if str(s["Action"]).startswith("kms:")]

@@ -76,7 +76,7 @@ def test_without_a_deadline_the_configured_timeouts_apply() -> None:
 def test_a_long_deadline_keeps_the_statement_timeout_and_bounds_idling() -> None:
     conn = begin_with(600_000)
     assert setting(conn, "statement_timeout") == 60_000
-    assert setting(conn, "idle_in_transaction_session_timeout") == 598_001
+    assert setting(conn, "idle_in_transaction_session_timeout") == 10_001  # IDLE_LIMIT_S
     assert conn._usock.gettimeout() == 60 + connection.READ_TIMEOUT_MARGIN_S
 
 
@@ -94,6 +94,21 @@ def test_no_transaction_begins_once_the_margin_is_reached() -> None:
     with pytest.raises(DeadlineExceededError):
         session(conn).begin(Deadline(lambda: 1_999, margin_ms=2_000))
     assert conn.sent == []
+
+
+def test_a_transaction_refused_for_want_of_time_keeps_the_connection() -> None:
+    """Nothing was sent: the connection is as good as before, for the next invocation."""
+    conn = RecordingConnection()
+    idle = session(conn)
+
+    def begin_too_late() -> None:
+        with transaction.transaction(idle, Deadline(lambda: 1_999, margin_ms=2_000)):
+            pass
+
+    with pytest.raises(DeadlineExceededError):
+        begin_too_late()
+    assert conn.sent == []
+    assert not idle.lost
 
 
 def test_a_lost_line_abandons_the_transaction(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,9 @@ USER_TIMEOUT_MS = 30_000
 # The authentication requests that carry the password itself (AuthenticationCleartextPassword)
 # or a replayable hash of it (AuthenticationMD5Password).
 CLEARTEXT_PASSWORD, MD5_PASSWORD = 3, 5
+# AuthenticationOk, AuthenticationSASL (with the mechanisms offered), AuthenticationSASLFinal.
+AUTHENTICATION_OK, SASL, SASL_FINAL = 0, 10, 12
+SCRAM_PLUS = b"SCRAM-SHA-256-PLUS"
 # Ending a server process from a second connection is a last step, taken with little time
 # left: it gets at most this long to connect and to be answered.
 END_BACKEND_TIMEOUT_S = 1.0
@@ -74,8 +77,8 @@ def connect(params: ConnectionParams, timeout_s: float | None = None) -> pg8000.
         timeout_s = params.connect_timeout_s
     sock = socket.create_connection((params.host, params.port), timeout_s)
     # pg8000 writes a COPY as several small packets; with Nagle's algorithm the last one waits
-    # for the server's delayed ACK: 40 ms per batch, whatever its size (measured: a 10-record
-    # batch took 43 ms, 1.4 ms with TCP_NODELAY). libpq sets it too.
+    # for the server's delayed ACK, once per batch whatever its size, which is most of a small
+    # batch's time (docs/benchmarks.md, "TCP_NODELAY"). libpq sets it too.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _keep_alive(sock)
     # Unverified TLS may be an impostor's: it gets no password, cleartext or MD5 (an MD5
@@ -156,15 +159,37 @@ class PasswordNotSentError(pg8000.native.InterfaceError):  # type: ignore[misc]
 
 
 class _ScramOnlyConnection(Connection):  # type: ignore[misc]
-    """A connection that answers only SCRAM: for TLS whose server is not verified."""
+    """A connection for TLS whose server is not verified: it proves the password only by SCRAM
+    bound to this TLS channel (SCRAM-SHA-256-PLUS), and takes no session without it.
+
+    Cleartext and MD5 would hand the password (or a replayable hash) to an impostor; SCRAM
+    without channel binding lets a relay with a certificate of its own pass the exchange on to
+    the real server, and gives an impostor a proof to guess the password from offline; a server
+    that asks for nothing at all is anyone's.
+    """
+
+    _scram_verified = False
 
     def handle_AUTHENTICATION_REQUEST(self, data: bytes, context: Any) -> None:  # noqa: N802 - pg8000's name
-        if i_unpack(data)[0] in (CLEARTEXT_PASSWORD, MD5_PASSWORD):
+        code = i_unpack(data)[0]
+        if code in (CLEARTEXT_PASSWORD, MD5_PASSWORD):
             raise PasswordNotSentError(
                 "the server asked for the password in clear or as MD5 over TLS that is not"
-                " verified (DB_SSLMODE=require): not sent; use SCRAM or DB_SSLMODE=verify-full"
+                " verified (DB_SSLMODE=require): not sent; use DB_SSLMODE=verify-full"
+            )
+        if code == SASL and SCRAM_PLUS not in data[4:].split(b"\x00"):
+            raise PasswordNotSentError(
+                "the server offers SCRAM without channel binding over TLS that is not verified"
+                " (DB_SSLMODE=require): a relay could pass it on; use DB_SSLMODE=verify-full"
+            )
+        if code == AUTHENTICATION_OK and not self._scram_verified:
+            raise PasswordNotSentError(
+                "the server took the connection without authenticating itself by SCRAM over TLS"
+                " that is not verified (DB_SSLMODE=require): refused; use DB_SSLMODE=verify-full"
             )
         super().handle_AUTHENTICATION_REQUEST(data, context)
+        if code == SASL_FINAL:  # pg8000 has checked the server's signature (scramp)
+            self._scram_verified = True
 
 
 def _ssl_context(sslmode: str, root_cert: str | None) -> Any:

@@ -21,9 +21,10 @@ def copy_payload(rows: Iterable[UserLoginRow]) -> bytes:
 def copy_line(row: UserLoginRow) -> str:
     """One line of COPY's text format; tokens, version and date never need escaping.
 
-    The date's text is kept per day (formatting a date anew was a quarter of this function),
-    and the three free-text fields are searched for characters to escape in one go, four
-    ``in`` rather than a regex, as they rarely have any (docs/instructions.md).
+    The date's text is kept per day (formatting a date anew was a large part of this
+    function), and the three free-text fields are searched for characters to escape in one
+    go, four ``in`` rather than a regex, as they rarely have any (docs/instructions.md,
+    "COPY lines").
     """
     user_id, device_type, ip, device_id, locale, version, day = row
     day_text = _DAY_TEXT.get(day)

@@ -12,8 +12,9 @@ PL/pgSQL block, in batch order, inside a transaction that is rolled back after:
   refused. Undone subtransactions release
   their locks and transaction ids at once, so one savepoint is alive at a time whatever the
   number of refused rows. (Nested client-side savepoints, the previous design, kept one
-  subtransaction and its lock per level and per accepted half: 5,000 refused rows of 10,000
-  exhausted the lock table, ``53200 out of shared memory``, after 73 s.)
+  subtransaction and its lock per level and per accepted half: thousands of refused rows
+  exhausted the lock table, ``53200 out of shared memory``; docs/benchmarks.md,
+  "Refused rows".)
 
 The batch travels as a transaction-local setting (``set_config(..., true)``): a ``DO`` block
 takes no parameters, and the setting needs no privilege, no temporary table and no DDL.
@@ -143,19 +144,18 @@ def find_refused_rows(
     something else, such as a concurrent writer), raise ``UnattributedRefusalError``: nothing
     may be acknowledged on this basis.
     """
-    conn = session.conn
     # Never committed: nothing of the trial stays, the caller writes the rest.
     with transaction(session, deadline, ISOLATION_TIMEOUT_FACTOR):
-        conn.run("SET CONSTRAINTS ALL IMMEDIATE")
+        session.run("SET CONSTRAINTS ALL IMMEDIATE")
         ids = json.dumps([message_id for message_id, _ in rows])
-        seen = {r[0] for r in conn.run(INSERT_LEDGER, ids=ids)}
+        seen = {r[0] for r in session.run(INSERT_LEDGER, ids=ids)}
         candidates = [(mid, row) for mid, row in rows if mid not in seen]
         records = [_as_json(row) for _, row in candidates]
         chunks = [records[i : i + CHUNK_ROWS] for i in range(0, len(records), CHUNK_ROWS)]
         batch = json.dumps(chunks)
-        conn.run("SELECT set_config(:name, :batch, true)", name=_BATCH_SETTING, batch=batch)
-        conn.run(_ISOLATE)
-        answer = conn.run("SELECT current_setting(:name)", name=_REFUSED_SETTING)
+        session.run("SELECT set_config(:name, :batch, true)", name=_BATCH_SETTING, batch=batch)
+        session.run(_ISOLATE)
+        answer = session.run("SELECT current_setting(:name)", name=_REFUSED_SETTING)
     refused: dict[str, str] = json.loads(answer[0][0])
     blamed_everything = len(refused) == len(candidates) > 1
     if not refused or (blamed_everything and not state.startswith(DATA_SQLSTATE_CLASSES)):

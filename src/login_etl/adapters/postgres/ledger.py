@@ -41,9 +41,8 @@ def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) 
     return the ids are locked by it. One round trip; a redelivery costs three more and a new
     transaction (as does every batch on a ledger under row-level security).
     """
-    conn = session.conn
     try:
-        conn.run(COPY_IDS, stream=[copy_ids(ids)])
+        session.run(COPY_IDS, stream=[copy_ids(ids)])
     except pg8000.native.DatabaseError as error:
         if sqlstate(error) not in (UNIQUE_VIOLATION, FEATURE_NOT_SUPPORTED):
             raise
@@ -51,7 +50,7 @@ def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) 
         return set()
     session.end("ROLLBACK")
     session.begin(deadline)
-    return {row[0] for row in conn.run(INSERT_LEDGER, ids=json_array(ids))}
+    return {row[0] for row in session.run(INSERT_LEDGER, ids=json_array(ids))}
 
 
 def copy_ids(ids: Sequence[str]) -> bytes:
@@ -70,9 +69,10 @@ def copy_ids(ids: Sequence[str]) -> bytes:
 def json_array(ids: Sequence[str]) -> str:
     """The ids as a JSON array of strings.
 
-    Message ids (SQS's are UUIDs) need no escaping; joined, they are checked at once: 100
-    instructions an id against 2,200 for ``json.dumps`` (callgrind). Anything else (a quote,
-    a backslash, a control or unprintable character) goes through ``json.dumps``.
+    Message ids (SQS's are UUIDs) need no escaping; joined, they are checked at once, for a
+    small part of what ``json.dumps`` costs (docs/benchmarks.md, "The ledger insert").
+    Anything else (a quote, a backslash, a control or unprintable character) goes through
+    ``json.dumps``.
     """
     joined = '","'.join(ids)
     plain = ids and joined.isprintable() and "\\" not in joined

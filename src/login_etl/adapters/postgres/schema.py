@@ -41,8 +41,8 @@ CREATE TABLE IF NOT EXISTS {LEDGER}(
 # returned row in Python too (docs/benchmarks.md, "The ledger insert").
 # ORDER BY: concurrent batches that share ids (a redelivery racing a slow first delivery) take
 # the ledger's row locks in one global order, so they wait for each other instead of
-# deadlocking (40P01, a whole-batch retry each, in a run of concurrent writers). Code
-# point order (COLLATE "C"), the order of the ledger's COPY (postgres_ledger), whatever the
+# deadlocking (40P01, a whole-batch retry each; docs/benchmarks.md, "The ledger insert"). Code
+# point order (COLLATE "C"), the order of the ledger's COPY (ledger.py), whatever the
 # database's collation.
 INSERT_LEDGER = f"""
 WITH batch AS (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)) AS message_id),
@@ -55,13 +55,27 @@ SELECT message_id FROM batch EXCEPT ALL SELECT message_id FROM added
 # The ledger is kept for a retention window (ledger_pruning.ledger_window), then pruned a step
 # at a time, each step its own short transaction over a fixed range of the heap's pages (a TID
 # range scan, Postgres 14+): its cost is bounded whatever the ledger's size and history, and
-# every step moves on. A scan for old entries (the previous design) stopped early only while
-# they were first in the heap; once freed space at the head took new entries, it read the whole
-# ledger, past the statement timeout, and no run ever finished (docs/benchmarks.md, "Pruning").
-# No index on processed_at: the writers would pay for it on every insert.
+# every step moves on, wherever old entries lie (after prunes, freed space at the heap's head
+# takes new ones: a scan for old entries then reads the whole ledger; docs/benchmarks.md,
+# "Pruning"). No index on processed_at: the writers would pay for it on every insert.
+
+# Where the walk goes on: a run that ends short of the heap's last page (its time ran out) hands
+# over to the next, so the whole ledger is walked whatever its size.
+PRUNE_POSITION = "login_etl_prune_position"
+CREATE_PRUNE_POSITION = f"""
+CREATE TABLE IF NOT EXISTS {PRUNE_POSITION}(
+  id boolean PRIMARY KEY DEFAULT true CHECK (id),
+  next_page bigint NOT NULL)
+"""
+READ_PRUNE_POSITION = f"SELECT next_page FROM {PRUNE_POSITION}"  # noqa: S608 - constant names
+SAVE_PRUNE_POSITION = f"""
+INSERT INTO {PRUNE_POSITION} (id, next_page) VALUES (true, CAST(:page AS bigint))
+ON CONFLICT (id) DO UPDATE SET next_page = EXCLUDED.next_page
+"""  # noqa: S608 - constant names only
+# The ledger's pages now, entries a page (-1: never analyzed), whether the position table is.
 LEDGER_PAGES = f"""
 SELECT pg_relation_size('{LEDGER}') / current_setting('block_size')::bigint,
-       GREATEST(reltuples, 0) / GREATEST(relpages, 1)
+       reltuples / GREATEST(relpages, 1), to_regclass('{PRUNE_POSITION}') IS NOT NULL
 FROM pg_class WHERE oid = '{LEDGER}'::regclass
 """  # noqa: S608 - constant names only
 PRUNE_LEDGER_PAGES = f"""
@@ -92,7 +106,11 @@ SCHEMA_STATEMENTS = (
 # For analysts only, so never on the write path's critical path: an existing table whose
 # app_version is not an integer, or a user without CREATE, gets no view and still takes rows.
 DECODED_VIEW = "user_logins_decoded"
-OPTIONAL_SCHEMA_STATEMENTS = ((DECODED_VIEW, CREATE_DECODED_VIEW),)
+# The prune's position too: without it, each run walks the ledger from its first page.
+OPTIONAL_SCHEMA_STATEMENTS = (
+    (DECODED_VIEW, CREATE_DECODED_VIEW),
+    (PRUNE_POSITION, CREATE_PRUNE_POSITION),
+)
 
 # COPY's text format: a backslash, a tab, a newline or a carriage return in a value is escaped;
 # nothing else is (``\N`` is NULL only as a whole unescaped field).
@@ -110,23 +128,26 @@ def ensure_schema(session: Session, deadline: Deadline | None = None) -> None:
     The optional objects (the analysts' view) are tried under a savepoint: one that cannot be
     made is left out, never a reason to stop writing.
     """
-    conn = session.conn
     with transaction(session, deadline):
-        conn.run("SELECT pg_advisory_xact_lock(:key)", key=SCHEMA_LOCK_KEY)
+        session.run("SELECT pg_advisory_xact_lock(:key)", key=SCHEMA_LOCK_KEY)
         for name, statement in SCHEMA_STATEMENTS:
-            if not table_exists(conn, name):
-                conn.run(statement)
+            if not _exists(session, name):
+                session.run(statement)
         for name, statement in OPTIONAL_SCHEMA_STATEMENTS:
-            if not table_exists(conn, name):
-                conn.run("SAVEPOINT optional_object")
+            if not _exists(session, name):
+                session.run("SAVEPOINT optional_object")
                 try:
-                    conn.run(statement)
+                    session.run(statement)
                 except pg8000.native.DatabaseError:
-                    conn.run("ROLLBACK TO SAVEPOINT optional_object")
-                conn.run("RELEASE SAVEPOINT optional_object")
+                    session.run("ROLLBACK TO SAVEPOINT optional_object")
+                session.run("RELEASE SAVEPOINT optional_object")
         session.end("COMMIT")
 
 
 def table_exists(conn: pg8000.native.Connection, name: str) -> bool:
     """Whether the table (or view) is there, on the connection's search path."""
     return bool(conn.run("SELECT to_regclass(:name) IS NOT NULL", name=name)[0][0])
+
+
+def _exists(session: Session, name: str) -> bool:
+    return bool(session.run("SELECT to_regclass(:name) IS NOT NULL", name=name)[0][0])

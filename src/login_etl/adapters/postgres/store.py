@@ -33,6 +33,8 @@ from login_etl.adapters.postgres.schema import (
     COLUMNS,
     LEDGER_PAGES,
     PRUNE_LEDGER_PAGES,
+    READ_PRUNE_POSITION,
+    SAVE_PRUNE_POSITION,
     TABLE,
     ensure_schema,
 )
@@ -42,6 +44,8 @@ from login_etl.domain.models import UserLoginRow
 from login_etl.ports import WriteResult
 
 COPY_ROWS = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
+# The most ledger entries an 8 kB page holds (a UUID id and a timestamp, with their overhead).
+ENTRIES_PER_FULL_PAGE = 291.0
 # A connection idle for longer is checked before use: a server restart, a failover or a
 # proxy's idle timeout may have closed it meanwhile.
 IDLE_CHECK_SECONDS = 30.0
@@ -67,7 +71,7 @@ class PostgresLoginStore:
                 seen = record_ids(session, [mid for mid, _ in rows], deadline)
                 payload = copy_payload(row for mid, row in rows if mid not in seen)
                 if payload:
-                    session.conn.run(COPY_ROWS, stream=[payload])
+                    session.run(COPY_ROWS, stream=[payload])
                 session.end("COMMIT")
             return WriteResult(written=len(rows) - len(seen), duplicates=len(seen))
         except pg8000.native.DatabaseError as error:
@@ -86,23 +90,34 @@ class PostgresLoginStore:
         deadline: Deadline | None = None,
     ) -> int:
         """Delete ledger entries older than ``retention_s``: a walk over the ledger's pages,
-        about ``batch_rows`` entries' worth of pages a step, one short transaction each."""
+        about ``batch_rows`` entries' worth of pages a step, one short transaction each, from
+        where the last run stopped, once round the heap at most."""
         deleted = 0
         try:
             session = self._connection(deadline)
-            pages, per_page = session.conn.run(LEDGER_PAGES)[0]
-            step = max(1, int(batch_rows / max(float(per_page), 1.0)))
-            first = 0
-            while first < pages and keep_going():
+            with transaction(session, deadline):
+                pages, per_page, has_position = session.run(LEDGER_PAGES)[0]
+                position = session.run(READ_PRUNE_POSITION) if has_position else []
+                session.end("COMMIT")
+            # Never analyzed (-1): assume full pages, the fewest entries' worth of pages a step.
+            per_page = float(per_page) if per_page > 0 else ENTRIES_PER_FULL_PAGE
+            step = max(1, int(batch_rows / per_page))
+            page = int(position[0][0]) % pages if position and pages else 0
+            walked = 0
+            while walked < pages and keep_going():
+                after = min(page + step, pages)
                 session = self._connection(deadline)
                 with transaction(session, deadline):
-                    session.conn.run(
-                        PRUNE_LEDGER_PAGES, first=first, after=first + step, retention_s=retention_s
+                    session.run(
+                        PRUNE_LEDGER_PAGES, first=page, after=after, retention_s=retention_s
                     )
                     step_deleted = session.conn.row_count
+                    if has_position:
+                        session.run(SAVE_PRUNE_POSITION, page=after % pages)
                     session.end("COMMIT")
                 deleted += step_deleted
-                first += step
+                walked += after - page
+                page = after % pages
         finally:
             self._last_used = time.monotonic()
         return deleted
@@ -116,8 +131,10 @@ class PostgresLoginStore:
     def _connection(self, deadline: Deadline | None) -> Session:
         session = self._session
         if session is not None and not session.lost and self._idle_too_long():
-            params = self._source.params()
-            set_read_timeout(session.conn, params.connect_timeout_s)
+            timeout_s = self._source.params().connect_timeout_s
+            if deadline is not None:
+                timeout_s = min(timeout_s, deadline.check())
+            set_read_timeout(session.conn, timeout_s)
             try:
                 session.conn.run("SELECT 1")
             except (pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError):

@@ -21,9 +21,11 @@ whatever the client does (docs/guarantees.md, "Deadlines"):
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pg8000.native
 
@@ -41,6 +43,10 @@ from login_etl.deadline import Deadline, DeadlineExceededError
 # The server's timeouts fire this long before the client's, so that the server's own
 # cancellation (a clean rollback, a SQLSTATE) comes first whenever the server can answer.
 SERVER_FIRST_S = 0.5
+# The server ends the session of a client silent this long in the middle of a transaction (a
+# frozen or partitioned function), or sooner if the deadline comes first. The function's own
+# gaps between statements are a batch's formatting, far shorter.
+IDLE_LIMIT_S = 10.0
 # SQLSTATE class 28: invalid authorization (28P01 wrong password, 28000 e.g. unknown user).
 _AUTHENTICATION_FAILED_CLASS = "28"
 # What a client that lost its line, or gave up waiting, gets from pg8000.
@@ -57,6 +63,10 @@ class Session:
     source: ConnectionParamsSource | None = None
     backend_pid: int = 0  # 0 outside a transaction, and until a begin is answered
     lost: bool = False  # closed: the owner opens another
+    # The current transaction's deadline, and the server timeouts armed for it (seconds).
+    _deadline: Deadline | None = None
+    _statement_timeouts: int = 1
+    _armed: tuple[float, float] = (0.0, 0.0)
 
     def begin(self, deadline: Deadline | None, statement_timeouts: int = 1) -> None:
         """START TRANSACTION with its timeouts, in one round trip; records the server process.
@@ -67,21 +77,46 @@ class Session:
         nothing (the previous transaction's process may serve another client by now).
         """
         self.backend_pid = 0
-        if self.params is None:
-            rows = self.conn.run("START TRANSACTION; SELECT pg_backend_pid()")
-        else:
-            statement_ms, idle_ms, read_s = _timeouts(self.params, deadline, statement_timeouts)
-            set_read_timeout(self.conn, read_s)
-            rows = self.conn.run(
-                f"START TRANSACTION; SET LOCAL statement_timeout = {statement_ms}; SET LOCAL"
-                f" idle_in_transaction_session_timeout = {idle_ms}; SELECT pg_backend_pid()"
-            )
+        self._deadline, self._statement_timeouts = deadline, statement_timeouts
+        timeouts = "" if self.params is None else self._arm()
+        rows = self.conn.run(f"START TRANSACTION; {timeouts} SELECT pg_backend_pid()")
         self.backend_pid = int(rows[-1][0])
+
+    def run(self, statement: str, **params: Any) -> Any:
+        """A statement of the transaction, none of its waits past the deadline.
+
+        The server's timeouts armed at the begin are armed again once the time left is shorter
+        than they are (a SET round trip, only near the deadline); the socket's read timeout is
+        set for each statement.
+        """
+        if self.params is not None and self._deadline is not None:
+            left = self._deadline.check()
+            statement_s, idle_s = self._armed
+            if left - SERVER_FIRST_S < statement_s or left < idle_s:
+                self.conn.run(self._arm())
+            else:
+                set_read_timeout(
+                    self.conn, _read_timeout(self.params, left, self._statement_timeouts)
+                )
+        return self.conn.run(statement, **params)
 
     def end(self, statement: str) -> None:
         """COMMIT or ROLLBACK; the transaction's process is no longer ours to end."""
-        self.conn.run(statement)
+        self.run(statement)
         self.backend_pid = 0
+
+    def _arm(self) -> str:
+        """The SETs of the server's timeouts for the time left now; sets the read timeout."""
+        assert self.params is not None
+        statement_ms, idle_ms, read_s = _timeouts(
+            self.params, self._deadline, self._statement_timeouts
+        )
+        set_read_timeout(self.conn, read_s)
+        self._armed = (statement_ms / 1000 or math.inf, idle_ms / 1000 or math.inf)
+        return (
+            f"SET LOCAL statement_timeout = {statement_ms};"
+            f" SET LOCAL idle_in_transaction_session_timeout = {idle_ms};"
+        )
 
     def close(self) -> None:
         """Close the connection; the owner opens another next time."""
@@ -115,6 +150,8 @@ def transaction(
     client timeout abandons the transaction; anything else (an interrupt, a bug) closes the
     connection, whose state is then unknown.
     """
+    if deadline is not None:
+        deadline.check()  # no time left: nothing begun, and the connection kept
     try:
         session.begin(deadline, statement_timeouts)
         yield session
@@ -171,13 +208,17 @@ def _timeouts(
     configured statement timeout and a read timeout a margin above it; no idle limit.
     """
     statement_ms = statement_timeouts * max(0, int(params.statement_timeout_ms))
-    read_s = params.read_timeout_s(statement_timeouts)
     if deadline is None:
-        return statement_ms, 0, read_s
+        return statement_ms, 0, params.read_timeout_s(statement_timeouts)
     left_s = deadline.left_s()
     if left_s <= 0:
         raise DeadlineExceededError
     server_ms = max(1, int((left_s - SERVER_FIRST_S) * 1000))
     statement_ms = min(statement_ms, server_ms) if statement_ms else server_ms
-    read_s = min(read_s, left_s) if read_s is not None else left_s
-    return statement_ms, int(left_s * 1000) + 1, read_s
+    idle_ms = int(min(left_s, IDLE_LIMIT_S) * 1000) + 1
+    return statement_ms, idle_ms, _read_timeout(params, left_s, statement_timeouts)
+
+
+def _read_timeout(params: ConnectionParams, left_s: float, statement_timeouts: int) -> float:
+    read_s = params.read_timeout_s(statement_timeouts)
+    return left_s if read_s is None else min(read_s, left_s)
