@@ -1,9 +1,10 @@
 """Every event in events/ through the real ``sam local invoke``: the built function, in a Lambda
-container, against the local stack (moto server + Postgres, reached over the docker bridge).
+container, against LocalStack and a throwaway Postgres (reached over the docker bridge).
 
-``make test-sam-local`` prepares the engine, the base image, the build and the stack and names
-them in ``LOGIN_ETL_SAM_LOCAL``; anywhere else (``make test``) these tests are skipped. Each
-test checks what the function really did: its response, the rows in Postgres, the queue.
+``make test-sam-local`` prepares the engine, the base image, the build, LocalStack and Postgres
+and names them in ``LOGIN_ETL_SAM_LOCAL``; anywhere else (``make test``) these tests are
+skipped. Each test checks what the function really did: its response, the rows in Postgres,
+the queue.
 """
 
 from __future__ import annotations

@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LAMBDA_IMAGE_PYTHON") or None,
         help="prefix of the CPython to put in the image (default: pyenv's, then PATH)",
     )
+    parser.add_argument(
+        "--localstack-python",
+        default=os.environ.get("LOCALSTACK_PYTHON") or None,
+        help="prefix of the CPython 3.13 for LocalStack's venv (default: pyenv's, then PATH)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_signal)  # the way out still cleans up
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         run_dir=args.run_dir,
         runtime_python=args.runtime_python,
+        localstack_python=args.localstack_python,
         pytest_args=args.pytest_args,
     )
     try:

@@ -30,18 +30,21 @@ class SamLocalConfig:
     env_vars: Path
     network: str
     parameter_overrides: str
+    deploy_overrides: str  # what `sam deploy` to LocalStack gives the template
 
     @classmethod
     def load(cls, root: Path) -> SamLocalConfig:
         config = tomllib.loads((root / "samconfig.toml").read_text())[SAMCONFIG_ENV]
         build = config["build"]["parameters"]
         invoke = config["local_invoke"]["parameters"]
+        deploy = config["deploy"]["parameters"]
         return cls(
             build_dir=root / build["build_dir"],
             template=root / invoke["template_file"],
             env_vars=root / invoke["env_vars"],
             network=invoke["docker_network"],
             parameter_overrides=invoke["parameter_overrides"],
+            deploy_overrides=deploy["parameter_overrides"],
         )
 
 
@@ -56,6 +59,7 @@ class SamLocalContext:
     host_environment: dict[str, str]  # the stack as the host reaches it (loopback)
     container_environment: dict[str, str]  # the same stack as the container reaches it
     timings_file: str
+    localstack_environments_file: str  # what LocalStack would give a deployed function
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -91,20 +95,21 @@ class SamLocalContext:
                 **os.environ,
                 "DOCKER_HOST": self.docker_host,
                 "SAM_CLI_TELEMETRY": "0",
-                # What SAM gives the container as credentials and region: moto takes any.
+                # What SAM gives the container as credentials and region: LocalStack takes any.
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_REGION": self.host_environment["AWS_REGION"],
                 "AWS_DEFAULT_REGION": self.host_environment["AWS_REGION"],
+                # SAM asks STS for the account id before it invokes: LocalStack's, not AWS's
+                # (a variable the template does not declare, so the container never sees it).
+                "AWS_ENDPOINT_URL_STS": self.host_environment["AWS_ENDPOINT_URL"],
             },
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
-        seconds = time.monotonic() - started
-        with Path(self.timings_file).open("a") as timings:
-            timings.write(json.dumps({"event": event.name, "seconds": round(seconds, 2)}) + "\n")
+        seconds = self.timed(f"invoke {event.name}", started)
         if done.returncode != 0 or not done.stdout.strip():
             raise AssertionError(
                 f"sam local invoke gave exit code {done.returncode} and no response after"
@@ -112,3 +117,50 @@ class SamLocalContext:
             )
         response: dict[str, Any] = json.loads(done.stdout)
         return response, done.stderr
+
+    def deploy_command(self) -> list[str]:
+        """``sam deploy`` with the samconfig environment; only the architecture added."""
+        config = SamLocalConfig.load(Path(self.root))
+        overrides = f"{config.deploy_overrides} Architecture={self.architecture}"
+        return [
+            self.sam, "deploy",
+            "--config-env", SAMCONFIG_ENV,
+            "--parameter-overrides", overrides,
+        ]  # fmt: skip
+
+    def deploy(self) -> str:
+        """``sam deploy`` of the built template to the LocalStack of this run; its output."""
+        started = time.monotonic()
+        done = subprocess.run(
+            self.deploy_command(),
+            cwd=self.root,
+            env={**os.environ, **self.aws_environment(), "SAM_CLI_TELEMETRY": "0"},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        seconds = self.timed("sam deploy", started)
+        if done.returncode != 0:
+            raise AssertionError(
+                f"sam deploy to LocalStack gave exit code {done.returncode} after {seconds:.0f} s;"
+                f" its output:\n{done.stdout[-6000:]}{done.stderr[-3000:]}"
+            )
+        return done.stdout
+
+    def aws_environment(self) -> dict[str, str]:
+        """What points boto3 and SAM at this run's LocalStack, from the host."""
+        return {
+            "AWS_ENDPOINT_URL": self.host_environment["AWS_ENDPOINT_URL"],
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": self.host_environment["AWS_REGION"],
+            "AWS_DEFAULT_REGION": self.host_environment["AWS_REGION"],
+        }
+
+    def timed(self, step: str, started: float) -> float:
+        """Seconds since ``started``, also written to the timings the session prints."""
+        seconds = time.monotonic() - started
+        with Path(self.timings_file).open("a") as timings:
+            timings.write(json.dumps({"step": step, "seconds": round(seconds, 2)}) + "\n")
+        return seconds

@@ -1,20 +1,23 @@
 """One ``make test-sam-local`` run: prepare, hand over to ``tests/sam_local``, undo everything.
 
-In order: a container engine (``engine``), the base image (``base_image``), ``sam build`` for
-this machine's architecture, ``login-etl stack up`` in a directory of its own, the docker
-network and the relay to the stack, the env-vars file samconfig names; then pytest on
-``tests/sam_local``. Each step prints one line with what it did and how long it took; the way
-out stops what was started in reverse order, whatever happened (Ctrl-C and SIGTERM included),
-and says what it had to put back on the host.
+In order: a container engine (``engine``), the base image (``base_image``), LocalStack's venv
+(``localstack``), ``sam build`` for this machine's architecture, the docker network, a
+throwaway Postgres, LocalStack on loopback and that network's gateway, the queue, DLQ and keys
+provisioned on it, the relay to Postgres, the env-vars file samconfig names; then pytest on
+``tests/sam_local`` (``sam local invoke`` of every event, then ``sam deploy`` of the template to
+that LocalStack and its checks). Each step prints one line with what it did and how long it
+took; the way out stops what was started in reverse order, whatever happened (Ctrl-C and
+SIGTERM included), and says what it had to put back on the host.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from login_etl_local.sam_local import base_image, engine, runtime_python
+import boto3
+
+from login_etl_local.postgres_server import PostgresServer
+from login_etl_local.provisioning import provision
+from login_etl_local.sam_local import base_image, engine, localstack, runtime_python
 from login_etl_local.sam_local.context import (
     CONTEXT_VARIABLE,
     FUNCTION,
@@ -33,8 +40,9 @@ from login_etl_local.sam_local.context import (
 )
 from login_etl_local.sam_local.debian import codename
 from login_etl_local.sam_local.relay import relays
+from login_etl_local.stack import LOCAL_VISIBILITY_TIMEOUT_S
 
-STACK_VARIABLES = ("AWS_ENDPOINT_URL", "DATABASE_URL", "QUEUE_URL", "DLQ_URL")
+REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Options:
     cache_dir: Path
     run_dir: Path
     runtime_python: str | None
+    localstack_python: str | None
     pytest_args: list[str]
 
 
@@ -77,21 +86,19 @@ def run(options: Options) -> int:
         running = _engine(options, undo)
         architecture, wheel_machine = base_image.lambda_architecture()
         _image(options, running, architecture, wheel_machine)
+        venv = _localstack_venv(options)
         config = SamLocalConfig.load(options.root)
-        _sam_build(options, architecture)
-        host_environment = _stack(undo)
+        _sam_build(options, architecture, _wheelhouse(options, wheel_machine))
         gateway = _network(running, config.network, undo)
-        aws, postgres = undo.enter_context(
-            relays(gateway, [_port(host_environment["AWS_ENDPOINT_URL"]),
-                             _port(host_environment["DATABASE_URL"])])
-        )  # fmt: skip
+        database_url = _postgres(undo)
+        aws = _localstack(venv, options, gateway, undo)
+        host_environment = _provision(aws, database_url)
+        [postgres] = undo.enter_context(relays(gateway, [_port(database_url)]))
         say(
-            f"relay: {gateway}:{aws.listen_port} -> moto,"
-            f" {gateway}:{postgres.listen_port} -> Postgres"
+            f"LocalStack on 127.0.0.1 and {gateway}, port {aws.port};"
+            f" relay {gateway}:{postgres.listen_port} -> Postgres"
         )
-        inside = container_environment(
-            host_environment, gateway, aws.listen_port, postgres.listen_port
-        )
+        inside = container_environment(host_environment, gateway, aws.port, postgres.listen_port)
         config.env_vars.parent.mkdir(parents=True, exist_ok=True)
         config.env_vars.write_text(json.dumps({FUNCTION: inside}, indent=2) + "\n")
         context_dir = Path(undo.enter_context(tempfile.TemporaryDirectory(prefix="sam-local-")))
@@ -103,9 +110,13 @@ def run(options: Options) -> int:
             host_environment=host_environment,
             container_environment=inside,
             timings_file=str(context_dir / "timings.jsonl"),
+            localstack_environments_file=str(aws.environments_file),
         )
         context.save(context_dir / "context.json")
-        say(f"ready in {time.monotonic() - started:.1f} s; sam local invoke on every event")
+        say(
+            f"ready in {time.monotonic() - started:.1f} s; sam local invoke on every event,"
+            " then sam deploy to LocalStack"
+        )
         tested = subprocess.run(
             [sys.executable, "-m", "pytest", "tests/sam_local", "-v", "-p", "no:cacheprovider",
              *options.pytest_args],
@@ -116,7 +127,7 @@ def run(options: Options) -> int:
         timings = Path(context.timings_file)
         for line in timings.read_text().splitlines() if timings.exists() else []:
             timing = json.loads(line)
-            say(f"invoke {timing['event']}: {timing['seconds']:.1f} s")
+            say(f"{timing['step']}: {timing['seconds']:.1f} s")
         if running.ours:
             used = _disk_usage(options.cache_dir / "docker")
             say(f"engine data root (the cached images): {_megabytes(used)} MB on disk")
@@ -125,7 +136,8 @@ def run(options: Options) -> int:
 
 def _engine(options: Options, undo: contextlib.ExitStack) -> engine.Engine:
     started = time.monotonic()
-    leftover = engine.cleanup_killed_run(options.run_dir)
+    leftover = localstack.stop_recorded(options.run_dir)
+    leftover += engine.cleanup_killed_run(options.run_dir)
     if leftover:
         say(f"cleaned up after a killed run: {', '.join(leftover)}")
     running = engine.start_engine(options.run_dir, options.cache_dir / "docker")
@@ -167,13 +179,43 @@ def _image(options: Options, running: engine.Engine, architecture: str, machine:
     )
 
 
-def _sam_build(options: Options, architecture: str) -> None:
+def _wheelhouse(options: Options, wheel_machine: str) -> Path:
+    """The function's wheels for the runtime, downloaded once: the build then asks no index.
+
+    Keyed by requirements.txt, the platform and the Python version; kept in the cache.
+    """
+    requirements = (options.root / "requirements.txt").read_bytes()
+    platform = f"manylinux2014_{wheel_machine}"
+    key = hashlib.sha256(requirements + platform.encode() + options.python_version.encode())
+    wheels = options.cache_dir / "wheels" / key.hexdigest()[:16]
+    if (wheels / ".complete").exists():
+        return wheels
     started = time.monotonic()
+    shutil.rmtree(wheels, ignore_errors=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+         "--dest", str(wheels), "--platform", platform, "--implementation", "cp",
+         "--python-version", options.python_version, "--only-binary=:all:",
+         "--requirement", str(options.root / "requirements.txt")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"downloading the function's wheels failed: {done.stderr[-500:]}")
+    (wheels / ".complete").touch()
+    say(f"the function's wheels for {platform} downloaded in {time.monotonic() - started:.1f} s")
+    return wheels
+
+
+def _sam_build(options: Options, architecture: str, wheels: Path) -> None:
+    started = time.monotonic()
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}  # no registry: the cache
     done = subprocess.run(
         [str(options.sam), "build", "--config-env", SAMCONFIG_ENV,
          "--parameter-overrides", f"Architecture={architecture}"],
         cwd=options.root,
-        env={**os.environ, "LAMBDA_ARCH": architecture, "SAM_CLI_TELEMETRY": "0"},
+        env={**os.environ, **offline, "LAMBDA_ARCH": architecture, "SAM_CLI_TELEMETRY": "0"},
         capture_output=True,
         text=True,
         check=False,
@@ -183,40 +225,66 @@ def _sam_build(options: Options, architecture: str) -> None:
     say(f"sam build for {architecture}: {time.monotonic() - started:.1f} s")
 
 
-def _stack(undo: contextlib.ExitStack) -> dict[str, str]:
-    """``login-etl stack up`` in a directory of its own (not a stack the user left running)."""
-    started = time.monotonic()
-    cli = str(Path(sys.executable).parent / "login-etl")
-    where = Path(undo.enter_context(tempfile.TemporaryDirectory(prefix="sam-local-stack-")))
-    clean = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
-
-    def down() -> None:
-        subprocess.run(
-            [cli, "stack", "down"], cwd=where, env=clean, capture_output=True, check=False
-        )
-
-    undo.callback(down)
-    up = subprocess.run(
-        [cli, "stack", "up"], cwd=where, env=clean, capture_output=True, text=True, check=False
+def _localstack_venv(options: Options) -> Path:
+    installed = localstack.ensure_venv(options.cache_dir, options.localstack_python)
+    size = f", {_megabytes(installed.size_bytes)} MB" if installed.size_bytes else ""
+    say(
+        f"localstack-core {localstack.version()}: {installed.how} venv in"
+        f" {installed.seconds:.1f} s{size}"
     )
-    if up.returncode != 0:
-        raise RuntimeError(f"login-etl stack up failed: {up.stderr.strip()[-500:]}")
-    exported = parse_exports(up.stdout)
-    say(f"stack: login-etl stack up in {time.monotonic() - started:.1f} s")
-    return exported
+    return installed.python
 
 
-def parse_exports(output: str) -> dict[str, str]:
-    """The ``export NAME=value`` lines ``login-etl stack up`` prints."""
-    found = {}
-    for line in output.splitlines():
-        match = re.fullmatch(r"export ([A-Z_][A-Z0-9_]*)=(.*)", line.strip())
-        if match:
-            found[match.group(1)] = match.group(2)
-    missing = {"AWS_ENDPOINT_URL", "AWS_REGION", "DATABASE_URL", "QUEUE_URL"} - set(found)
-    if missing:
-        raise RuntimeError(f"login-etl stack up did not print {', '.join(sorted(missing))}")
-    return found
+def _postgres(undo: contextlib.ExitStack) -> str:
+    """A throwaway Postgres on loopback (the container reaches it through the relay)."""
+    started = time.monotonic()
+    server = PostgresServer.start()
+    undo.callback(server.stop)
+    say(f"Postgres on 127.0.0.1:{server.port} in {time.monotonic() - started:.1f} s")
+    return server.url
+
+
+def _localstack(
+    python: Path, options: Options, gateway: str, undo: contextlib.ExitStack
+) -> localstack.RunningLocalStack:
+    started = time.monotonic()
+    running = localstack.start(python, options.run_dir, gateway)
+
+    def stop() -> None:
+        stopping = time.monotonic()
+        said = running.stop()
+        localstack.forget(options.run_dir)
+        how = "; ".join(said) if said else "nothing left running or listening"
+        say(f"LocalStack stopped in {time.monotonic() - stopping:.1f} s: {how}")
+
+    undo.callback(stop)
+    say(f"LocalStack ready in {time.monotonic() - started:.1f} s")
+    return running
+
+
+def _provision(aws: localstack.RunningLocalStack, database_url: str) -> dict[str, str]:
+    """Queue, DLQ, KMS key and data key on LocalStack, as ``login-etl stack up`` makes them."""
+    started = time.monotonic()
+    aws_session = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - LocalStack takes any
+        region_name=REGION,
+    )
+    made = provision(
+        aws_session.client("sqs", endpoint_url=aws.endpoint_url),
+        aws_session.client("kms", endpoint_url=aws.endpoint_url),
+        aws_session.client("ssm", endpoint_url=aws.endpoint_url),
+        visibility_timeout_s=LOCAL_VISIBILITY_TIMEOUT_S,
+    )
+    say(f"provisioned queue, DLQ, KMS key and data key in {time.monotonic() - started:.1f} s")
+    return {
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_REGION": REGION,
+        "DATABASE_URL": database_url,
+        "QUEUE_URL": made.queue_url,
+        "DLQ_URL": made.dlq_url,
+        "DATA_KEY_PARAMETER": made.data_key_parameter,
+    }
 
 
 def container_environment(
