@@ -81,17 +81,22 @@ def choose_target() -> Target:
     target = find_target()
     if target is not None:
         return target
+    refuse_unusable_stack()
+    raise TargetError(
+        "no stack to use: start a local one with `login-etl stack up`, or name yours in the"
+        " environment (AWS_ENDPOINT_URL for an emulator, DATABASE_URL, QUEUE_URL, DLQ_URL,"
+        " DATA_KEY_PARAMETER for AWS itself; see docs/operating.md, 'Which stack a command uses')"
+    )
+
+
+def refuse_unusable_stack() -> None:
+    """A stack ``stack up`` recorded whose servers do not all answer: refused, never skipped."""
     recorded = read_state()
     if recorded is not None:
         raise TargetError(
             f"the local stack is not usable: {recorded.describe()}. `login-etl stack down`,"
             " then `login-etl stack up`"
         )
-    raise TargetError(
-        "no stack to use: start a local one with `login-etl stack up`, or name yours in the"
-        " environment (AWS_ENDPOINT_URL for an emulator, DATABASE_URL, QUEUE_URL, DLQ_URL,"
-        " DATA_KEY_PARAMETER for AWS itself; see docs/operating.md, 'Which stack a command uses')"
-    )
 
 
 def find_target() -> Target | None:

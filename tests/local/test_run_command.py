@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from login_etl_cli.sample_data import generate_labelled
-from tests.cli_helpers import login_etl
+from tests.cli_helpers import login_etl, record_dead_stack
 
 
 def figure(output: str, label: str) -> int:
@@ -39,3 +39,25 @@ def test_a_bad_batch_size_is_one_line_and_exit_2(tmp_path: Path) -> None:
         " (see login-etl run --help)"
     ]
     assert not (tmp_path / ".local-stack").exists()
+
+
+@pytest.mark.parametrize("arguments", [["--no-seed"], ["--count", "10"]])
+def test_run_refuses_a_recorded_stack_that_is_down(arguments: list[str], tmp_path: Path) -> None:
+    record_dead_stack(tmp_path)  # its moto and Postgres were killed
+
+    result = login_etl("run", *arguments, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "starting a throwaway" not in result.stdout
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("login-etl: the local stack is not usable: moto server DOWN")
+    assert "`login-etl stack down`" in line
+
+
+def test_run_no_seed_on_a_throwaway_stack_is_refused_before_it_starts(tmp_path: Path) -> None:
+    result = login_etl("run", "--no-seed", cwd=tmp_path)
+
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("login-etl: --no-seed: no stack is running here")
+    assert not (tmp_path / ".local-stack").exists()  # nothing was started
