@@ -12,6 +12,8 @@ that, to wrap the handler with faults and to read its state.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import random
 import time
 import uuid
@@ -95,6 +97,9 @@ class DeliveryStats:
     reported_failures: int = 0
     lost_deletes: int = 0
     deliveries_by_id: Counter[str] = field(default_factory=Counter)
+    # Messages whose latest delivery failed and that will be delivered again (not those the
+    # redrive policy is about to dead-letter): what "failing, being retried" counts.
+    failing: int = 0
 
 
 class InProcess:
@@ -160,10 +165,13 @@ def run_event_source_mapping(
     rng = random.Random(seed)  # noqa: S311 - fault injection, not security
     invoked = as_function(function)
     lost_before: set[str] = set()
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"]
+    )["Attributes"]
+    arn = attributes["QueueArn"]
     region = arn.split(":")[3]
+    max_receives = _max_receive_count(attributes.get("RedrivePolicy"))
+    failing: set[str] = set()
     stats = DeliveryStats()
     deadline = time.monotonic() + max_seconds
     with _given_back_if_interrupted(sqs, queue_url) as held:
@@ -194,6 +202,13 @@ def run_event_source_mapping(
             held[:] = again
             _retry_after(sqs, queue_url, again, retry_after_s)
             held.clear()
+            failing -= {m["MessageId"] for m in messages}
+            failing |= {
+                m["MessageId"]
+                for m in messages
+                if m["MessageId"] in failed and _receives(m) < max_receives
+            }
+            stats.failing = len(failing)
             stats.delivered += len(messages)
             stats.deliveries_by_id.update(m["MessageId"] for m in messages)
             if on_batch is not None:
@@ -220,6 +235,17 @@ def _given_back_if_interrupted(sqs: SQSClient, queue_url: str) -> Iterator[list[
         raise
 
 
+def _max_receive_count(redrive_policy: str | None) -> float:
+    """The redrive policy's ``maxReceiveCount``; no policy: a message is retried for ever."""
+    if not redrive_policy:
+        return math.inf
+    return int(json.loads(redrive_policy)["maxReceiveCount"])
+
+
+def _receives(message: MessageTypeDef) -> int:
+    return int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+
+
 def _invoke(function: Function, event: dict[str, Any], stats: DeliveryStats) -> set[str]:
     """The ids to keep on the queue: the reported ones, or all if the answer is unusable."""
     stats.invocations += 1
@@ -237,9 +263,10 @@ def _receive_batch(
     queue_url: str,
     batch_size: int,
     visibility_timeout_s: int,
-    batch: list[MessageTypeDef],
+    held: list[MessageTypeDef],
 ) -> list[MessageTypeDef]:
-    """Up to ``batch_size`` messages, added to ``batch`` as each receive returns them."""
+    """Up to ``batch_size`` messages, each also added to ``held`` as soon as it is received."""
+    batch: list[MessageTypeDef] = []
     while len(batch) < batch_size:
         received = sqs.receive_message(
             QueueUrl=queue_url,
@@ -251,6 +278,7 @@ def _receive_batch(
         ).get("Messages", [])
         if not received:
             break
+        held.extend(received)
         batch.extend(received)
     return batch
 

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from login_etl_cli.seeding import send_bodies
+from login_etl_local.commands.run import failing_note
 from login_etl_local.event_source_mapping import run_event_source_mapping
 from login_etl_local.provisioning import Provisioned
 
@@ -39,3 +40,29 @@ def test_an_interrupted_delivery_gives_back_what_it_held_at_once(queue: Provisio
 
     # Visible now, not 60 s from now: the next `run --no-seed` starts on them at once.
     assert queue_counts(queue) == (25, 0)
+
+
+def test_failing_counts_the_failing_messages_not_the_queue(queue: Provisioned) -> None:
+    sqs = boto3.client("sqs")
+    bodies = [json.dumps({"n": n, "bad": n % 7 == 0}) for n in range(20)]  # 3 bad of 20
+    send_bodies(sqs, queue.queue_url, bodies)
+
+    def three_fail(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        bad = [r["messageId"] for r in event["Records"] if json.loads(r["body"])["bad"]]
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in bad]}
+
+    notes: list[str] = []
+    stats = run_event_source_mapping(
+        sqs,
+        queue.queue_url,
+        three_fail,
+        batch_size=20,
+        retry_after_s=0,
+        on_batch=lambda s: notes.append(failing_note(s)),
+    )
+
+    assert notes[0] == "3 failing, being retried"
+    assert set(notes) <= {"3 failing, being retried", ""}
+    assert notes[-1] == ""  # dead-lettered after maxReceiveCount: settled, not failing
+    assert stats.failing == 0
+    assert stats.delivered == 17 + 3 * 5  # the bad ones: maxReceiveCount deliveries each

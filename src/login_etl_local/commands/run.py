@@ -205,12 +205,14 @@ def _show(
             return
         last = time.monotonic()
         left = _depth(sqs, queue_url)
-        note = ""
-        if stats.reported_failures:
-            note = f"{left} failing, being retried"
-        progress.update(max(0, total - left), total=max(total, left), note=note)
+        progress.update(max(0, total - left), total=max(total, left), note=failing_note(stats))
 
     return show
+
+
+def failing_note(stats: DeliveryStats) -> str:
+    """The progress line's note: the messages failing now, not the whole queue left."""
+    return f"{stats.failing} failing, being retried" if stats.failing else ""
 
 
 def _version(value: int | None) -> str:
