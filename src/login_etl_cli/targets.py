@@ -4,7 +4,8 @@ The target is, in this order:
 
 1. the stack the environment names: any of ``TARGET_VARIABLES`` set (LocalStack, AWS, your
    Postgres), AWS calls going where boto3's standard configuration sends them;
-2. else the stack ``login-etl stack up`` left running (``.local-stack/stack.json``);
+2. else the stack ``login-etl stack up`` left running (``.local-stack/stack.json``, in the
+   working directory or above it: ``local_stack.stack_dir``);
 3. else nothing, and that is an error: without it, a shell with AWS credentials in it sent
    ``keys`` and ``unmask`` to whatever account those credentials reach.
 
@@ -29,11 +30,12 @@ import botocore.exceptions
 
 from login_etl.config import ConfigurationError, parse_database_url
 from login_etl_cli.local_stack import (
-    STATE_FILE,
     LocalStack,
     patched_environ,
     read_state,
     running_stack,
+    shown,
+    state_file,
 )
 from login_etl_cli.ports import port_is_open
 
@@ -47,7 +49,6 @@ TARGET_VARIABLES = (
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNSET_ALL = f"unset {' '.join(TARGET_VARIABLES)}"
 FROM_ENVIRONMENT = "named by the environment"
-FROM_STACK_UP = f"the local stack of 'login-etl stack up' ({STATE_FILE})"
 
 
 class TargetError(Exception):
@@ -109,7 +110,7 @@ def find_target() -> Target | None:
             _refuse_partial_exports(named, running)
         return Target(FROM_ENVIRONMENT, None)
     if running is not None:
-        return Target(FROM_STACK_UP, running)
+        return Target(f"the local stack of 'login-etl stack up' ({shown(state_file())})", running)
     return None
 
 

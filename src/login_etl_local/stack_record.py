@@ -2,7 +2,8 @@
 
 ``stack up`` records its stack in ``.local-stack/stack.json``; a ``login-etl run`` that starts a
 throwaway stack records it in ``.local-stack/run-<pid>.json`` and deletes the file when it
-stopped it. Each server is recorded as soon as it exists (moto's pid right after the fork,
+stopped it. ``.local-stack`` is the project root's, wherever in the project the command runs
+(``stack_dir``). Each server is recorded as soon as it exists (moto's pid right after the fork,
 Postgres's data directory before ``initdb``), so even a command killed with SIGKILL, which no
 cleanup survives, leaves a record: ``stack status`` lists it, ``stack down`` stops it.
 
@@ -25,11 +26,13 @@ from login_etl_cli import local_stack
 from login_etl_cli.local_stack import (
     DUMMY_CREDENTIALS,
     REGION,
-    STACK_DIR,
-    STATE_FILE,
+    STACK_DIR_NAME,
+    STATE_NAME,
     LocalStack,
     patched_environ,
+    stack_dir,
     stack_environment,
+    state_file,
 )
 from login_etl_cli.signals import shielded
 from login_etl_local.postgres_server import PostgresServer
@@ -37,8 +40,8 @@ from login_etl_local.postgres_server import PostgresServer
 __all__ = [
     "DUMMY_CREDENTIALS",
     "REGION",
-    "STACK_DIR",
-    "STATE_FILE",
+    "STACK_DIR_NAME",
+    "STATE_NAME",
     "LocalStack",
     "StackRecord",
     "leftovers",
@@ -46,7 +49,9 @@ __all__ = [
     "read_record",
     "read_state",
     "run_record_path",
+    "stack_dir",
     "stack_environment",
+    "state_file",
 ]
 
 
@@ -89,20 +94,20 @@ def read_record(path: Path) -> StackRecord | None:
     return local_stack.read_record(path, StackRecord)
 
 
-def read_state(path: Path = STATE_FILE) -> StackRecord | None:
-    """The stack ``stack up`` recorded, if any (complete or not)."""
-    return read_record(path)
+def read_state(path: Path | None = None) -> StackRecord | None:
+    """The stack ``stack up`` recorded (at ``path``, else ``state_file()``), complete or not."""
+    return read_record(path or state_file())
 
 
-def run_record_path(pid: int | None = None, directory: Path = STACK_DIR) -> Path:
+def run_record_path(pid: int | None = None, directory: Path | None = None) -> Path:
     """Where a ``login-etl run`` records its throwaway stack."""
-    return directory / f"run-{pid or os.getpid()}.json"
+    return (directory or stack_dir()) / f"run-{pid or os.getpid()}.json"
 
 
-def leftovers(directory: Path = STACK_DIR) -> list[tuple[Path, StackRecord]]:
+def leftovers(directory: Path | None = None) -> list[tuple[Path, StackRecord]]:
     """Throwaway stacks whose ``run`` ended without stopping them (killed, or crashed)."""
     found = []
-    for path in sorted(directory.glob("run-*.json")):
+    for path in sorted((directory or stack_dir()).glob("run-*.json")):
         record = read_record(path)
         if record is not None and not record.owner_alive():
             found.append((path, record))

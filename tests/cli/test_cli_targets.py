@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from login_etl_cli.local_stack import stack_dir
 from login_etl_local.stack_record import LocalStack
-from tests.cli_helpers import exports, login_etl, marked_commands
+from tests.cli_helpers import exports, login_etl, marked_commands, record_dead_stack
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE",
@@ -135,3 +136,30 @@ def test_the_target_is_said_and_muddled_or_stale_exports_are_explained(tmp_path:
             )
         )
         assert running() == []
+
+
+def test_the_stack_directory_is_found_as_git_finds_its_repository(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    deep = project / "src" / "pkg"
+    deep.mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+
+    # No stack yet: the project's root is where one goes, from any subdirectory.
+    assert stack_dir(deep) == project / ".local-stack"
+    # A .local-stack nearer than the root (made before the root was a project, say) wins.
+    (project / "src" / ".local-stack").mkdir()
+    assert stack_dir(deep) == project / "src" / ".local-stack"
+    # With no project and no stack above, the working directory's own.
+    assert stack_dir(tmp_path) == tmp_path / ".local-stack"
+
+
+def test_a_command_in_a_subdirectory_finds_the_projects_stack(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "src").mkdir()
+    record_dead_stack(tmp_path)
+
+    result = login_etl("report", cwd=tmp_path / "src", env=FAKE_AWS)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("login-etl: the local stack is not usable: moto server DOWN")
+    assert not (tmp_path / "src" / ".local-stack").exists()

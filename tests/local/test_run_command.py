@@ -61,3 +61,14 @@ def test_run_no_seed_on_a_throwaway_stack_is_refused_before_it_starts(tmp_path: 
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("login-etl: --no-seed: no stack is running here")
     assert not (tmp_path / ".local-stack").exists()  # nothing was started
+
+
+def test_run_in_a_subdirectory_keeps_its_state_at_the_projects_root(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "src").mkdir()
+
+    result = login_etl("run", "--count", "20", cwd=tmp_path / "src")
+
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "src" / ".local-stack").exists()
+    assert (tmp_path / ".local-stack").is_dir()  # where its throwaway stack was recorded

@@ -38,7 +38,8 @@ DESCRIPTION = """\
 Which stack it uses, in this order:
   1. the one the environment names: AWS_ENDPOINT_URL (an emulator such as LocalStack)
      and DATABASE_URL, both set;
-  2. the one 'login-etl stack up' left running in this directory (.local-stack);
+  2. the one 'login-etl stack up' left running in this project (.local-stack, found
+     from any subdirectory);
   3. else, if no stack is recorded there at all, a throwaway stack (moto server +
      PostgreSQL) that it starts, and stops when it ends, however it ends (Ctrl-C and kill
      included). A recorded stack whose servers do not answer is refused, not replaced;
