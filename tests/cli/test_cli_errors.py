@@ -51,6 +51,8 @@ def files(tmp_path: Path) -> Path:
         (["seed", "--file", "empty.json"], "argument --file: empty.json holds no messages"),
         (["report", "--top", "-1"], "argument --top: must be between 1 and 10,000, got -1"),
         (["unmask", "--limit", "-1", "x"], "argument --limit: must be 1 or more, got -1"),
+        (["unmask", "x"], "the following arguments are required: --reason"),
+        (["unmask", "x", "--reason", "  "], "argument --reason: say why: a ticket or request id"),
         (["rekey", "--batch-size", "0"], "argument --batch-size: must be between 1 and"),
         (["stack", "up", "--max-receive-count", "0"], "argument --max-receive-count: must be"),
     ],
@@ -147,7 +149,9 @@ def test_no_connection_slot_left_is_one_worded_line(stack: LocalStack, tmp_path:
 
 
 def test_unmask_of_an_empty_pipe_says_so(stack: LocalStack, tmp_path: Path) -> None:
-    result = login_etl("unmask", "-", cwd=tmp_path, env=stack_env(stack), stdin="")
+    result = login_etl(
+        "unmask", "-", "--reason", "INC-1", cwd=tmp_path, env=stack_env(stack), stdin=""
+    )
 
     assert result.returncode == 1
     assert result.stdout == ""

@@ -23,7 +23,7 @@ FAKE_AWS = {
     "argv",
     [
         ["keys", "list"],
-        ["unmask", "gAAAAAAuMtzGtoken"],
+        ["unmask", "gAAAAAAuMtzGtoken", "--reason", "INC-1"],
         ["rekey"],
         ["seed", "--count", "1"],
         ["dlq", "show"],

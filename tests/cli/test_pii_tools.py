@@ -201,11 +201,11 @@ def test_unmask_from_stdin(keys: KeyStore, audit_rows: AuditRows) -> None:
     keys.init()
     token = keys.keyring().current.mask(DEVICE)
 
-    code, lines, _ = run_cli("unmask", "-", stdin=f"{token}\n{token}\n")
+    code, lines, _ = run_cli("unmask", "-", "--reason", "REQ-9", stdin=f"{token}\n{token}\n")
 
     assert code == 0
     assert lines == [{"token": token, "value": DEVICE}] * 2
-    assert [row[2:6] for row in audit_rows()] == [["stdin", None, None, 2]]
+    assert [row[2:6] for row in audit_rows()] == [["stdin", None, "REQ-9", 2]]
 
 
 def unmask_process(
@@ -335,12 +335,12 @@ def test_unmask_refuses_sql_in_a_filter(
     keys.init()
     load(queue, [login("x")])
 
-    code, lines, err = run_cli("unmask", "--where", "user_id=x' OR '1'='1")
+    code, lines, err = run_cli("unmask", "--where", "user_id=x' OR '1'='1", "--reason", "t")
 
     assert code == 0
     assert lines == []
     assert db.run("SELECT count(*) FROM user_logins") == [[1]]
-    code, _, err = run_cli("unmask", "--where", "1=1 OR user_id=x")
+    code, _, err = run_cli("unmask", "--where", "1=1 OR user_id=x", "--reason", "t")
     assert code == 1
     assert err.startswith("login-etl: --where takes column=value")
 
@@ -372,7 +372,7 @@ def test_unmask_cannot_leave_its_audit_record_in_a_database_of_the_operators_cho
 
     try:
         with patched_environ({"DATABASE_URL": scratch_url}):
-            code, lines, _ = run_cli("unmask", "-", stdin=token)
+            code, lines, _ = run_cli("unmask", "-", "--reason", "t", stdin=token)
     finally:
         admin = database_connection(stack.database_url)
         admin.run("DROP DATABASE IF EXISTS operators_scratch")

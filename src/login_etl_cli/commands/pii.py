@@ -33,7 +33,8 @@ def register(commands: Any) -> None:
         "recover masked values (needs kms:Decrypt on the key; every call is audited)",
         "Tokens from the arguments, from stdin ('-'), or from the table (--where). One JSON\n"
         f"line per value; exit 1 if any value could not be recovered. Every call is first\n"
-        f"recorded in {AUDIT_TABLE} (committed before anything is decrypted).",
+        f"recorded in {AUDIT_TABLE} (committed before anything is decrypted), with its\n"
+        "--reason, which is required.",
     )
     unmask.add_argument("tokens", nargs="*", help="masked values; '-' reads them from stdin")
     unmask.add_argument(
@@ -46,7 +47,12 @@ def register(commands: Any) -> None:
     unmask.add_argument(
         "--limit", type=int_between(1), default=100, help="at most this many rows (--where)"
     )
-    unmask.add_argument("--reason", help="why (a ticket number): kept in the audit record")
+    unmask.add_argument(
+        "--reason",
+        required=True,
+        type=reason_text,
+        help="why: the ticket or request id that asks for it; kept in the audit record",
+    )
     unmask.set_defaults(
         command=_unmask,
         check=_check_unmask,
@@ -92,6 +98,16 @@ def register(commands: Any) -> None:
     )
     rekey_.add_argument("--reason", help="kept in the audit record")
     rekey_.set_defaults(command=_rekey, needs=(POSTGRES, AWS))
+
+
+def reason_text(text: str) -> str:
+    """A ``--reason`` that says something: the audit record is worth what it says."""
+    reason = text.strip()
+    if not reason:
+        raise argparse.ArgumentTypeError(
+            "say why: a ticket or request id (kept in the audit record), not an empty string"
+        )
+    return reason
 
 
 def _keys(args: argparse.Namespace) -> int:
