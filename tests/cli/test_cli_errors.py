@@ -52,6 +52,14 @@ def files(tmp_path: Path) -> Path:
         (["report", "--top", "-1"], "argument --top: must be between 1 and 10,000, got -1"),
         (["unmask", "--limit", "-1", "x"], "argument --limit: must be 1 or more, got -1"),
         (["unmask", "x"], "the following arguments are required: --reason"),
+        (
+            ["unmask", "--where", "ip=10.0.0.1", "--reason", "t"],
+            "argument --where: ip=...: ip is masked, it cannot be matched; filter by user_id,",
+        ),
+        (
+            ["unmask", "--where", "1=1 OR user_id=x", "--reason", "t"],
+            "argument --where: takes column=value with a column among user_id,",
+        ),
         (["unmask", "x", "--reason", "  "], "argument --reason: say why: a ticket or request id"),
         (["rekey", "--batch-size", "0"], "argument --batch-size: must be between 1 and"),
         (["stack", "up", "--max-receive-count", "0"], "argument --max-receive-count: must be"),

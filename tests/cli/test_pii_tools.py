@@ -311,17 +311,20 @@ def test_unmask_rows_by_filter_writes_an_audit_row_first(
     keys.init()
     load(queue, [login("alice", ip="10.1.1.1"), login("bob", ip="10.2.2.2")])
 
-    code, lines, _ = run_cli("unmask", "--where", "user_id=bob", "--reason", "GDPR-7")
+    code, lines, _ = run_cli(
+        "unmask", "--where", "user_id=bob", "--where", "app_version=2.3.0", "--reason", "GDPR-7"
+    )
 
     assert code == 0
     assert [(line["user_id"], line["ip"], line["device_id"]) for line in lines] == [
         ("bob", "10.2.2.2", DEVICE)
     ]
+    assert lines[0]["app_version"] == "2.3.0"  # as report shows it, not as stored (2003000)
     [(arn, action, source, filters, reason, count, key_ids)] = audit_rows()
     assert (action, source, filters, reason, count, key_ids) == (
         "unmask",
         "table",
-        {"user_id": "bob"},
+        {"user_id": "bob", "app_version": "2003000"},
         "GDPR-7",
         2,
         [f"{keys.keyring().current.key_id:08x}"],
@@ -335,14 +338,23 @@ def test_unmask_refuses_sql_in_a_filter(
     keys.init()
     load(queue, [login("x")])
 
-    code, lines, err = run_cli("unmask", "--where", "user_id=x' OR '1'='1", "--reason", "t")
+    code, lines, _ = run_cli("unmask", "--where", "user_id=x' OR '1'='1", "--reason", "t")
 
-    assert code == 0
+    assert code == 3  # no rows matched
     assert lines == []
     assert db.run("SELECT count(*) FROM user_logins") == [[1]]
-    code, _, err = run_cli("unmask", "--where", "1=1 OR user_id=x", "--reason", "t")
-    assert code == 1
-    assert err.startswith("login-etl: --where takes column=value")
+
+
+def test_unmask_where_nothing_matches_says_so_and_exits_3(
+    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
+) -> None:
+    keys.init()
+    load(queue, [login("x")])
+
+    code, lines, err = run_cli("unmask", "--where", "user_id=nobody", "--reason", "INC-5")
+
+    assert (code, lines) == (3, [])
+    assert without_target_line(err) == "login-etl: no rows matched user_id=nobody (exit 3)\n"
 
 
 RAW_DEVICE = "593-47-5928"

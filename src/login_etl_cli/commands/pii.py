@@ -18,11 +18,13 @@ from login_etl_cli.progress import Progress
 from login_etl_cli.rekey import rekey, stale_summary
 from login_etl_cli.unmask import (
     MASKED_COLUMNS,
-    parse_filters,
+    parse_filter,
     select_rows,
     unmask_all,
     unmask_rows,
 )
+
+NO_ROWS_MATCHED = 3  # unmask --where: nothing to unmask (1: a value could not be recovered)
 
 
 def register(commands: Any) -> None:
@@ -32,17 +34,20 @@ def register(commands: Any) -> None:
         "unmask",
         "recover masked values (needs kms:Decrypt on the key; every call is audited)",
         "Tokens from the arguments, from stdin ('-'), or from the table (--where). One JSON\n"
-        f"line per value; exit 1 if any value could not be recovered. Every call is first\n"
-        f"recorded in {AUDIT_TABLE} (committed before anything is decrypted), with its\n"
-        "--reason, which is required.",
+        "line per value (per row with --where, app_version dotted as report shows it).\n"
+        f"Exit 1 if any value could not be recovered, {NO_ROWS_MATCHED} if --where matched no"
+        " row. Every\n"
+        f"call is first recorded in {AUDIT_TABLE} (committed before anything is\n"
+        "decrypted), with its --reason, which is required.",
     )
     unmask.add_argument("tokens", nargs="*", help="masked values; '-' reads them from stdin")
     unmask.add_argument(
         "--where",
         action="append",
+        type=where_filter,
         default=[],
         metavar="COLUMN=VALUE",
-        help="unmask the rows of user_logins that match (repeatable, ANDed)",
+        help="unmask the rows of user_logins that match (repeatable, ANDed; app_version as 2.3.0)",
     )
     unmask.add_argument(
         "--limit", type=int_between(1), default=100, help="at most this many rows (--where)"
@@ -131,7 +136,7 @@ def _check_unmask(args: argparse.Namespace) -> None:
         raise UserError("give tokens or --where filters, not both")
     if not args.tokens and not args.where:
         raise UserError("give tokens, '-' to read them from stdin, or --where column=value")
-    args.filters = _filters(args.where) if args.where else None
+    args.filters = dict(args.where) if args.where else None
     args.source = "table" if args.where else "stdin" if args.tokens == ["-"] else "args"
     if args.source == "stdin":
         args.tokens = sys.stdin.read().split()
@@ -165,6 +170,13 @@ def _unmask(args: argparse.Namespace) -> int:
         failed = sum(1 for result in results if result.error is not None)
     for line in lines:
         print(json.dumps(line))
+    if filters is not None and not lines:
+        print(
+            f"login-etl: no rows matched {' and '.join(f'{c}={v}' for c, v in filters.items())}"
+            f" (exit {NO_ROWS_MATCHED})",
+            file=sys.stderr,
+        )
+        return NO_ROWS_MATCHED
     if failed:
         print(f"login-etl: {failed} value(s) could not be unmasked (see 'error')", file=sys.stderr)
     return 1 if failed else 0
@@ -194,8 +206,9 @@ def _rekey(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filters(specs: list[str]) -> dict[str, str]:
+def where_filter(spec: str) -> tuple[str, str]:
+    """One ``--where column=value``, checked by the parser: a wrong one is a usage error."""
     try:
-        return parse_filters(specs)
+        return parse_filter(spec)
     except ValueError as error:
-        raise UserError(str(error)) from None
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--where ")) from None
