@@ -72,3 +72,22 @@ def test_run_in_a_subdirectory_keeps_its_state_at_the_projects_root(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "src" / ".local-stack").exists()
     assert (tmp_path / ".local-stack").is_dir()  # where its throwaway stack was recorded
+
+
+@pytest.mark.parametrize("argv", [["stack", "up"], ["run", "--count", "5"]])
+def test_without_the_local_extra_the_stack_is_refused_at_once(
+    argv: list[str], tmp_path: Path
+) -> None:
+    # `pip install .` without [local]: moto's server is not importable.
+    hidden = tmp_path / "without-moto"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text("import sys\nsys.modules['moto'] = None\n")
+
+    result = login_etl(*argv, cwd=tmp_path, env={"PYTHONPATH": str(hidden)})
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "login-etl: the local stack needs the 'local' extra (moto not installed): pip install"
+        " 'login-etl[local]' (from a checkout: pip install '.[local]', or make install)"
+    ]
+    assert not (tmp_path / ".local-stack").exists()

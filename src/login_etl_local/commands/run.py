@@ -26,6 +26,7 @@ from login_etl_cli.targets import (
     refuse_unusable_stack,
 )
 from login_etl_local.event_source_mapping import DeliveryStats
+from login_etl_local.extra import require_local_extra
 from login_etl_local.local_run import RunSummary, deliver, summarise, take_before
 from login_etl_local.provisioning import Provisioned, provision_here
 from login_etl_local.stack import LOCAL_VISIBILITY_TIMEOUT_S, local_stack
@@ -163,6 +164,7 @@ def _stack(
             " would be nothing to process. Start one (`login-etl stack up`, `login-etl seed`),"
             " name yours in the environment, or drop --no-seed"
         )
+    require_local_extra()
     print("starting a throwaway local stack (moto server + PostgreSQL) ...", flush=True)
     with (
         local_stack(max_receive_count, visibility_timeout_s, record=run_record_path()) as stack,

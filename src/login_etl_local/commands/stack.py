@@ -9,6 +9,7 @@ from typing import Any
 
 from login_etl_cli.commands.arguments import actions, add_command, int_between
 from login_etl_cli.commands.common import UserError, redact
+from login_etl_local.extra import require_local_extra
 from login_etl_local.stack_record import (
     STACK_DIR_NAME,
     STATE_NAME,
@@ -84,6 +85,7 @@ def _say_where() -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    require_local_extra()
     _say_where()
     try:
         running, started = stack_up(args.max_receive_count, replace=args.replace, on_step=_say)
