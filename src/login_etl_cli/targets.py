@@ -32,6 +32,7 @@ from login_etl.config import ConfigurationError, parse_database_url
 from login_etl_cli.local_stack import (
     LocalStack,
     patched_environ,
+    postgres_url,
     read_state,
     running_stack,
     shown,
@@ -135,13 +136,25 @@ def _refuse_partial_exports(named: list[str], running: LocalStack) -> None:
 
 
 def _refuse_stale_exports(running: LocalStack | None) -> None:
-    """A loopback endpoint where nothing answers is a stopped stack's export."""
+    """A loopback endpoint where nothing answers, in the shape `stack up` exports, is a
+    stopped stack's export. One typed by hand (another user, database or host name) is not:
+    the command's own "cannot reach" line says what is wrong with it.
+    """
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
     database = _loopback_port_of_database()
     dead = []
-    if endpoint and (port := _loopback_port(endpoint)) and not port_is_open(port):
+    if (
+        endpoint
+        and (port := _loopback_port(endpoint))
+        and endpoint.rstrip("/") == f"http://127.0.0.1:{port}"
+        and not port_is_open(port)
+    ):
         dead.append(f"AWS_ENDPOINT_URL ({endpoint})")
-    if database and not port_is_open(database):
+    if (
+        database
+        and os.environ.get("DATABASE_URL") == postgres_url(database)
+        and not port_is_open(database)
+    ):
         dead.append(f"DATABASE_URL (127.0.0.1 port {database})")
     if not dead:
         return

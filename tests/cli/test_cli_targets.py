@@ -8,7 +8,14 @@ import pytest
 
 from login_etl_cli.local_stack import stack_dir
 from login_etl_local.stack_record import LocalStack
-from tests.cli_helpers import exports, login_etl, marked_commands, record_dead_stack
+from tests.cli_helpers import (
+    exports,
+    free_port,
+    login_etl,
+    marked_commands,
+    record_dead_stack,
+    without_target_line,
+)
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE",
@@ -163,3 +170,19 @@ def test_a_command_in_a_subdirectory_finds_the_projects_stack(tmp_path: Path) ->
     assert result.returncode == 1
     assert result.stderr.startswith("login-etl: the local stack is not usable: moto server DOWN")
     assert not (tmp_path / "src" / ".local-stack").exists()
+
+
+def test_a_hand_typed_database_url_to_a_dead_postgres_is_not_called_stale_exports(
+    tmp_path: Path,
+) -> None:
+    record_dead_stack(tmp_path)  # a local stack is recorded (and down)
+    typed = f"postgresql://alice:secret@localhost:{free_port()}/logins"
+
+    result = login_etl("report", cwd=tmp_path, env={"DATABASE_URL": typed})
+
+    assert result.returncode == 1
+    assert "earlier `login-etl stack up`" not in result.stderr
+    assert "exports of a stack that was stopped" not in result.stderr
+    assert without_target_line(result.stderr).startswith(
+        "login-etl: cannot reach Postgres at postgresql://alice:***@localhost:"
+    )

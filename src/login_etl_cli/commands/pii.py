@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import boto3
+import pg8000.native
 
 from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl_cli.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
@@ -183,6 +184,20 @@ def _unmask(args: argparse.Namespace) -> int:
 
 
 def _rekey(args: argparse.Namespace) -> int:
+    try:
+        return _rekey_as_admin(args)
+    except pg8000.native.DatabaseError as error:
+        details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+        if details.get("C") != "42501":  # insufficient_privilege
+            raise
+        raise UserError(
+            f"rekey is the database admin's, by design: it rewrites every row of {TABLE}, which"
+            f" an operator may only read ({details.get('M', 'permission denied')}). Run it with"
+            " the admin's DATABASE_URL (docs/security.md, Database roles)"
+        ) from None
+
+
+def _rekey_as_admin(args: argparse.Namespace) -> int:
     keyring = key_store().keyring()
     identity = caller_arn(boto3.client("sts"))
     with database() as conn:
