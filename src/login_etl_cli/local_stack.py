@@ -84,6 +84,9 @@ class StackRecord:
 
     moto_port: int | None = None
     moto_pid: int | None = None
+    # When it started (/proc/<pid>/stat's starttime): with the port, what tells our moto from
+    # a process that got its pid since (pids wrap within minutes where pid_max is 32768).
+    moto_started: int | None = None
     postgres_bin_dir: str | None = None
     postgres_data_dir: str | None = None
     postgres_port: int | None = None
