@@ -194,3 +194,20 @@ def test_run_with_a_wrong_database_password_sends_nothing(
     )
     assert "sent" not in result.stdout
     assert queued(stack.provisioned.queue_url) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--debug", "report"], ["report", "--debug"], ["dlq", "show", "--debug"]],
+    ids=["before the command", "after it", "after an action"],
+)
+def test_debug_shows_the_traceback_wherever_it_is_given(tmp_path: Path, argv: list[str]) -> None:
+    result = login_etl(*argv, cwd=tmp_path)  # no stack here: an error
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("login_etl_cli.targets.TargetError: no stack to use")
+    )
