@@ -26,6 +26,7 @@ from login_etl_cli import main as cli
 from login_etl_cli.audit import AUDIT_TABLE, ensure_audit_table
 from login_etl_cli.keys import KeyStore
 from login_etl_cli.rekey import RekeyProgress, count_stale, rekey, stale_summary
+from login_etl_cli.report import build_report, render
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import LocalContext
 from login_etl_local.provisioning import Provisioned
@@ -152,6 +153,25 @@ def test_rotation_reaches_the_function_and_rekey_closes_the_window(
         [8]
     ]
     assert ring.unmask(db.run("SELECT masked_ip FROM user_logins LIMIT 1")[0][0]) == IP
+
+
+def test_report_says_how_many_rows_each_key_holds_and_that_rekey_joins_them(
+    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
+) -> None:
+    old, _ = keys.init()
+    load(queue, [login(f"before-{i}") for i in range(5)])
+    _, new = keys.rotate()
+    load(queue, [login(f"after-{i}") for i in range(3)])
+
+    split = render(build_report(db))
+    rekey(db, keys.keyring(), batch_size=100)
+    joined = render(build_report(db))
+
+    by_key = split.split("rows by data key\n")[1].splitlines()
+    assert by_key[:2] == [f"  {old:08x}            5", f"  {new:08x}            3"]
+    assert "duplicates do not match across them" in by_key[2]
+    assert "`login-etl rekey`" in by_key[3]
+    assert joined.split("rows by data key\n")[1].splitlines() == [f"  {new:08x}            8"]
 
 
 def test_an_interrupted_rekey_resumes_where_it_stopped(
