@@ -186,3 +186,21 @@ def test_a_hand_typed_database_url_to_a_dead_postgres_is_not_called_stale_export
     assert without_target_line(result.stderr).startswith(
         "login-etl: cannot reach Postgres at postgresql://alice:***@localhost:"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [(["dlq", "show"], "QUEUE_URL and DLQ_URL"), (["seed", "--count", "1"], "QUEUE_URL")],
+)
+def test_an_emulator_without_queue_urls_is_told_to_set_both(
+    tmp_path: Path, argv: list[str], missing: str
+) -> None:
+    localstack = {**FAKE_AWS, "AWS_ENDPOINT_URL": "http://localhost:4566"}
+
+    result = login_etl(*argv, cwd=tmp_path, env=localstack)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"login-etl: no queue: {missing} not set. Set QUEUE_URL and DLQ_URL to the login"
+        " queue's URL and its dead-letter queue's on http://localhost:4566"
+    ]  # not `login-etl stack up`: that starts moto, not LocalStack
