@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -137,3 +138,33 @@ def marked_commands() -> Iterator[tuple[dict[str, str], Callable[[], list[int]]]
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def record_dead_stack(cwd: Path) -> None:
+    """A complete ``stack up`` record in ``cwd`` whose servers are gone (killed, say)."""
+    directory = cwd / ".local-stack"
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {
+        "moto_port": free_port(),
+        "moto_pid": None,
+        "postgres_bin_dir": None,
+        "postgres_data_dir": None,
+        "postgres_port": free_port(),
+        "provisioned": {
+            "queue_url": "http://127.0.0.1:1/000000000000/login-queue",
+            "queue_arn": "arn:aws:sqs:us-east-1:000000000000:login-queue",
+            "dlq_url": "http://127.0.0.1:1/000000000000/login-queue-dlq",
+            "kms_key_id": "00000000-0000-0000-0000-000000000000",
+            "data_key_parameter": "/login-etl/data-key",
+        },
+        "owner_pid": None,
+    }
+    (directory / "stack.json").write_text(json.dumps(record))

@@ -1,6 +1,7 @@
 """The local stack as the CLI sees it: read from its record, never started or stopped here.
 
-``login-etl stack up`` (``login_etl_local``) records its stack in ``.local-stack/stack.json``.
+``login-etl stack up`` (``login_etl_local``) records its stack in ``.local-stack/stack.json`` at
+the project's root (``stack_dir``: found from any subdirectory, as git finds its repository).
 The operator commands read that record to act on the stack when the environment names none
 (``targets``), with this module only: the CLI imports nothing of ``login_etl_local``, which
 writes the record and owns the servers (``login_etl_local.stack_record`` adds the writing and
@@ -19,8 +20,9 @@ from typing import TypeVar
 
 from login_etl_cli.ports import port_is_open
 
-STACK_DIR = Path(".local-stack")
-STATE_FILE = STACK_DIR / "stack.json"  # ``stack up``'s
+STACK_DIR_NAME = ".local-stack"
+STATE_NAME = "stack.json"  # ``stack up``'s record, in the stack directory
+PROJECT_MARKERS = (".git", "pyproject.toml")  # what makes a directory a project's root
 REGION = "us-east-1"
 # moto accepts any credentials; these only keep boto3 from looking for real ones.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -28,6 +30,36 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 POSTGRES_USER = "postgres"
 POSTGRES_PASSWORD = "postgres"  # noqa: S105 - a throwaway server's, printed by `stack up` anyway
 POSTGRES_DATABASE = "postgres"
+
+
+def stack_dir(start: Path | None = None) -> Path:
+    """The directory of this project's local stack, found as git finds its repository.
+
+    Walking up from ``start`` (the working directory): the first ``.local-stack`` there is,
+    else the one at the first project root (``PROJECT_MARKERS``), which need not exist yet.
+    With no project above, the working directory's. So ``cd src && login-etl report`` finds the
+    root's stack, and ``login-etl run`` from ``src`` never leaves a ``.local-stack`` in ``src``.
+    """
+    here = (start or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        if (directory / STACK_DIR_NAME).is_dir() or any(
+            (directory / marker).exists() for marker in PROJECT_MARKERS
+        ):
+            return directory / STACK_DIR_NAME
+    return here / STACK_DIR_NAME
+
+
+def state_file(start: Path | None = None) -> Path:
+    """Where ``stack up`` records its stack (``stack_dir``'s ``stack.json``)."""
+    return stack_dir(start) / STATE_NAME
+
+
+def shown(path: Path) -> str:
+    """``path`` as the user would type it from here: relative if under the working directory."""
+    try:
+        return str(path.relative_to(Path.cwd().absolute()))
+    except ValueError:
+        return str(path)
 
 
 def postgres_url(port: int) -> str:
@@ -52,6 +84,9 @@ class StackRecord:
 
     moto_port: int | None = None
     moto_pid: int | None = None
+    # When it started (/proc/<pid>/stat's starttime): with the port, what tells our moto from
+    # a process that got its pid since (pids wrap within minutes where pid_max is 32768).
+    moto_started: int | None = None
     postgres_bin_dir: str | None = None
     postgres_data_dir: str | None = None
     postgres_port: int | None = None
@@ -99,9 +134,9 @@ def read_record(path: Path, kind: type[Record]) -> Record | None:
     return kind(**{k: v for k, v in data.items() if k in known})
 
 
-def read_state(path: Path = STATE_FILE) -> StackRecord | None:
-    """The stack ``stack up`` recorded, if any (complete or not)."""
-    return read_record(path, StackRecord)
+def read_state(path: Path | None = None) -> StackRecord | None:
+    """The stack ``stack up`` recorded (at ``path``, else ``state_file()``), complete or not."""
+    return read_record(path or state_file(), StackRecord)
 
 
 @dataclass
@@ -134,7 +169,7 @@ class LocalStack:
         )
 
 
-def running_stack(path: Path = STATE_FILE) -> LocalStack | None:
+def running_stack(path: Path | None = None) -> LocalStack | None:
     """``stack up``'s stack if it is recorded, complete, and both servers answer."""
     record = read_state(path)
     if record is None or not record.complete or not all(record.is_up()):

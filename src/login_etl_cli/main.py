@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Collection, Sequence
 
-from login_etl_cli.commands.arguments import HelpFormatter, Parser
+from login_etl_cli.commands.arguments import HelpFormatter, Parser, add_debug
 from login_etl_cli.commands.common import target_stack
 from login_etl_cli.commands.registry import named_command, register_all
 from login_etl_cli.errors import explain
@@ -86,7 +86,7 @@ def parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
         description=doc.split("\n", 1)[1].strip(),
         formatter_class=HelpFormatter,
     )
-    top.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_debug(top, default=False)
     top.set_defaults(needs=None)
     commands = top.add_subparsers(required=True, metavar="COMMAND", parser_class=Parser)
     register_all(commands, load)

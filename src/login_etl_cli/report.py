@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl.domain.app_version import SQL_DECODE_EXPRESSION
+from login_etl.domain.masking import token_key_id
 
 if TYPE_CHECKING:
     import pg8000.native
@@ -26,6 +27,9 @@ class Report:
     per_day: list[list[Any]] = field(default_factory=list)
     per_version: list[list[Any]] = field(default_factory=list)
     per_device_type: list[list[Any]] = field(default_factory=list)
+    # (key id, rows) of the data keys the rows' tokens were made with: after `keys rotate`,
+    # equal values under two keys have two tokens, and duplicates no longer match across them.
+    per_key: list[tuple[int, int]] = field(default_factory=list)
 
 
 def build_report(conn: pg8000.native.Connection, top: int = 5) -> Report:
@@ -62,7 +66,21 @@ def build_report(conn: pg8000.native.Connection, top: int = 5) -> Report:
     report.per_device_type.extend(
         conn.run(f"SELECT device_type, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 2 DESC")  # noqa: S608
     )
+    # A token's first 12 characters are its version and key id (masking.token_prefix).
+    per_prefix = conn.run(
+        "SELECT min(COALESCE(masked_device_id, masked_ip)), count(*) FROM"  # noqa: S608
+        f" {TABLE} WHERE COALESCE(masked_device_id, masked_ip) IS NOT NULL"
+        " GROUP BY left(COALESCE(masked_device_id, masked_ip), 12) ORDER BY 2 DESC"
+    )
+    report.per_key.extend((_key_id(token), rows) for token, rows in per_prefix)
     return report
+
+
+def _key_id(token: str) -> int:
+    try:
+        return token_key_id(token)
+    except ValueError:  # not a token of ours (a row written by hand, say)
+        return -1
 
 
 def render(report: Report, *, full_tokens: bool = False) -> str:
@@ -89,4 +107,15 @@ def render(report: Report, *, full_tokens: bool = False) -> str:
     lines += [f"  {version:<12} {count:>8}" for version, count in report.per_version]
     lines += ["", "device types"]
     lines += [f"  {kind:<12} {count:>8}" for kind, count in report.per_device_type]
+    lines += ["", "rows by data key"]
+    lines += [
+        f"  {'not a token' if key_id < 0 else f'{key_id:08x}':<12} {count:>8}"
+        for key_id, count in report.per_key
+    ]
+    if len(report.per_key) > 1:
+        lines += [
+            f"  rows are under {len(report.per_key)} keys: equal values under two keys have two"
+            " tokens, so duplicates do not match across them.",
+            "  `login-etl rekey` (the database admin) brings them under the current key.",
+        ]
     return "\n".join(lines)

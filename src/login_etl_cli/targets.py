@@ -4,7 +4,8 @@ The target is, in this order:
 
 1. the stack the environment names: any of ``TARGET_VARIABLES`` set (LocalStack, AWS, your
    Postgres), AWS calls going where boto3's standard configuration sends them;
-2. else the stack ``login-etl stack up`` left running (``.local-stack/stack.json``);
+2. else the stack ``login-etl stack up`` left running (``.local-stack/stack.json``, in the
+   working directory or above it: ``local_stack.stack_dir``);
 3. else nothing, and that is an error: without it, a shell with AWS credentials in it sent
    ``keys`` and ``unmask`` to whatever account those credentials reach.
 
@@ -29,11 +30,13 @@ import botocore.exceptions
 
 from login_etl.config import ConfigurationError, parse_database_url
 from login_etl_cli.local_stack import (
-    STATE_FILE,
     LocalStack,
     patched_environ,
+    postgres_url,
     read_state,
     running_stack,
+    shown,
+    state_file,
 )
 from login_etl_cli.ports import port_is_open
 
@@ -47,7 +50,6 @@ TARGET_VARIABLES = (
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNSET_ALL = f"unset {' '.join(TARGET_VARIABLES)}"
 FROM_ENVIRONMENT = "named by the environment"
-FROM_STACK_UP = f"the local stack of 'login-etl stack up' ({STATE_FILE})"
 
 
 class TargetError(Exception):
@@ -81,17 +83,22 @@ def choose_target() -> Target:
     target = find_target()
     if target is not None:
         return target
+    refuse_unusable_stack()
+    raise TargetError(
+        "no stack to use: start a local one with `login-etl stack up`, or name yours in the"
+        " environment (AWS_ENDPOINT_URL for an emulator, DATABASE_URL, QUEUE_URL, DLQ_URL,"
+        " DATA_KEY_PARAMETER for AWS itself; see docs/operating.md, 'Which stack a command uses')"
+    )
+
+
+def refuse_unusable_stack() -> None:
+    """A stack ``stack up`` recorded whose servers do not all answer: refused, never skipped."""
     recorded = read_state()
     if recorded is not None:
         raise TargetError(
             f"the local stack is not usable: {recorded.describe()}. `login-etl stack down`,"
             " then `login-etl stack up`"
         )
-    raise TargetError(
-        "no stack to use: start a local one with `login-etl stack up`, or name yours in the"
-        " environment (AWS_ENDPOINT_URL for an emulator, DATABASE_URL, QUEUE_URL, DLQ_URL,"
-        " DATA_KEY_PARAMETER for AWS itself; see docs/operating.md, 'Which stack a command uses')"
-    )
 
 
 def find_target() -> Target | None:
@@ -104,7 +111,7 @@ def find_target() -> Target | None:
             _refuse_partial_exports(named, running)
         return Target(FROM_ENVIRONMENT, None)
     if running is not None:
-        return Target(FROM_STACK_UP, running)
+        return Target(f"the local stack of 'login-etl stack up' ({shown(state_file())})", running)
     return None
 
 
@@ -129,13 +136,25 @@ def _refuse_partial_exports(named: list[str], running: LocalStack) -> None:
 
 
 def _refuse_stale_exports(running: LocalStack | None) -> None:
-    """A loopback endpoint where nothing answers is a stopped stack's export."""
+    """A loopback endpoint where nothing answers, in the shape `stack up` exports, is a
+    stopped stack's export. One typed by hand (another user, database or host name) is not:
+    the command's own "cannot reach" line says what is wrong with it.
+    """
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
     database = _loopback_port_of_database()
     dead = []
-    if endpoint and (port := _loopback_port(endpoint)) and not port_is_open(port):
+    if (
+        endpoint
+        and (port := _loopback_port(endpoint))
+        and endpoint.rstrip("/") == f"http://127.0.0.1:{port}"
+        and not port_is_open(port)
+    ):
         dead.append(f"AWS_ENDPOINT_URL ({endpoint})")
-    if database and not port_is_open(database):
+    if (
+        database
+        and os.environ.get("DATABASE_URL") == postgres_url(database)
+        and not port_is_open(database)
+    ):
         dead.append(f"DATABASE_URL (127.0.0.1 port {database})")
     if not dead:
         return

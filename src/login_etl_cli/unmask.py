@@ -13,6 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from login_etl.adapters.postgres.schema import COLUMNS, TABLE, table_exists
+from login_etl.domain.app_version import InvalidAppVersionError, decode, encode
 from login_etl.domain.keyring import Keyring, UnmaskError
 
 if TYPE_CHECKING:
@@ -52,14 +53,33 @@ def parse_filters(specs: Iterable[str]) -> dict[str, str]:
     """``["user_id=abc", "locale=RU"]`` -> ``{"user_id": "abc", "locale": "RU"}``, checked."""
     filters: dict[str, str] = {}
     for spec in specs:
-        column, sep, value = spec.partition("=")
-        column = column.strip()
-        if not sep or column not in FILTER_COLUMNS:
-            raise ValueError(
-                f"--where takes column=value with a column among {', '.join(FILTER_COLUMNS)}"
-            )
-        filters[column] = value
+        filters.update([parse_filter(spec)])
     return filters
+
+
+def parse_filter(spec: str) -> tuple[str, str]:
+    """``"user_id=abc"`` -> ``("user_id", "abc")``; ``ValueError`` saying what is allowed.
+
+    ``app_version`` is given as ``report`` shows it (``2.3.0``) or as stored (``2003000``).
+    A masked column cannot be matched: its values are what ``unmask`` recovers.
+    """
+    column, sep, value = spec.partition("=")
+    column = column.strip()
+    if sep and column in (*MASKED_COLUMNS, "ip", "device_id"):
+        raise ValueError(
+            f"--where {column}=...: {column.removeprefix('masked_')} is masked, it cannot be"
+            f" matched; filter by {', '.join(FILTER_COLUMNS)}"
+        )
+    if not sep or column not in FILTER_COLUMNS:
+        raise ValueError(
+            f"--where takes column=value with a column among {', '.join(FILTER_COLUMNS)}"
+        )
+    if column == "app_version" and "." in value:
+        try:
+            value = str(encode(value))
+        except InvalidAppVersionError:
+            raise ValueError(f"--where app_version: not a version: {value!r}") from None
+    return column, value
 
 
 def select_rows(
@@ -85,11 +105,7 @@ def unmask_rows(keyring: Keyring, rows: Iterable[Mapping[str, Any]]) -> list[dic
     """Each row with ``ip`` and ``device_id`` recovered (or an error per column)."""
     out = []
     for row in rows:
-        line: dict[str, Any] = {
-            k: (v.isoformat() if isinstance(v, date) else v)
-            for k, v in row.items()
-            if k not in MASKED_COLUMNS
-        }
+        line: dict[str, Any] = {k: _shown(k, v) for k, v in row.items() if k not in MASKED_COLUMNS}
         errors = {}
         for column in MASKED_COLUMNS:
             name = column.removeprefix("masked_")
@@ -106,3 +122,15 @@ def unmask_rows(keyring: Keyring, rows: Iterable[Mapping[str, Any]]) -> list[dic
             line["errors"] = errors
         out.append(line)
     return out
+
+
+def _shown(column: str, value: Any) -> Any:
+    """A column's value as ``report`` shows it: dates in ISO form, versions dotted."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if column == "app_version" and isinstance(value, int):
+        try:
+            return decode(value)
+        except InvalidAppVersionError:
+            return value  # out of the encoding's range: shown as stored
+    return value

@@ -11,16 +11,20 @@ that, to wrap the handler with faults and to read its state.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from login_etl_cli.invocation import MAX_FUNCTION_S, Function, Invocation
+from login_etl_cli.signals import shielded
 from login_etl_cli.sqs_event import lambda_record, reported_failures
 
 if TYPE_CHECKING:
@@ -93,6 +97,9 @@ class DeliveryStats:
     reported_failures: int = 0
     lost_deletes: int = 0
     deliveries_by_id: Counter[str] = field(default_factory=Counter)
+    # Messages whose latest delivery failed and that will be delivered again (not those the
+    # redrive policy is about to dead-letter): what "failing, being retried" counts.
+    failing: int = 0
 
 
 class InProcess:
@@ -158,41 +165,85 @@ def run_event_source_mapping(
     rng = random.Random(seed)  # noqa: S311 - fault injection, not security
     invoked = as_function(function)
     lost_before: set[str] = set()
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"]
+    )["Attributes"]
+    arn = attributes["QueueArn"]
     region = arn.split(":")[3]
+    max_receives = _max_receive_count(attributes.get("RedrivePolicy"))
+    failing: set[str] = set()
     stats = DeliveryStats()
     deadline = time.monotonic() + max_seconds
-    while True:
-        if time.monotonic() > deadline:
-            raise QueueNotDrainedError(queue_url, max_seconds)
-        messages = _receive_batch(sqs, queue_url, batch_size, visibility_timeout_s)
-        if not messages:
-            if queue_is_empty(sqs, queue_url):
-                break
-            time.sleep(0.2)
-            continue
-        event = {"Records": [lambda_record(m, arn, region) for m in messages]}
-        failed = _invoke(invoked, event, stats)
-        succeeded = [m for m in messages if m["MessageId"] not in failed]
-        lost = {
-            m["MessageId"]
-            for m in succeeded
-            if m["MessageId"] not in lost_before and rng.random() < lose_delete_ratio
-        }
-        lost_before |= lost  # each message is delivered twice at most, as the fault says
-        stats.lost_deletes += len(lost)
-        stats.deleted += _delete(
-            sqs, queue_url, [m for m in succeeded if m["MessageId"] not in lost]
-        )
-        again = [m for m in messages if m["MessageId"] in failed or m["MessageId"] in lost]
-        _retry_after(sqs, queue_url, again, retry_after_s)
-        stats.delivered += len(messages)
-        stats.deliveries_by_id.update(m["MessageId"] for m in messages)
-        if on_batch is not None:
-            on_batch(stats)
+    with _given_back_if_interrupted(sqs, queue_url) as held:
+        while True:
+            if time.monotonic() > deadline:
+                raise QueueNotDrainedError(queue_url, max_seconds)
+            held.clear()
+            messages = _receive_batch(sqs, queue_url, batch_size, visibility_timeout_s, held)
+            if not messages:
+                if queue_is_empty(sqs, queue_url):
+                    break
+                time.sleep(0.2)
+                continue
+            event = {"Records": [lambda_record(m, arn, region) for m in messages]}
+            failed = _invoke(invoked, event, stats)
+            succeeded = [m for m in messages if m["MessageId"] not in failed]
+            lost = {
+                m["MessageId"]
+                for m in succeeded
+                if m["MessageId"] not in lost_before and rng.random() < lose_delete_ratio
+            }
+            lost_before |= lost  # each message is delivered twice at most, as the fault says
+            stats.lost_deletes += len(lost)
+            stats.deleted += _delete(
+                sqs, queue_url, [m for m in succeeded if m["MessageId"] not in lost]
+            )
+            again = [m for m in messages if m["MessageId"] in failed or m["MessageId"] in lost]
+            held[:] = again
+            _retry_after(sqs, queue_url, again, retry_after_s)
+            held.clear()
+            failing -= {m["MessageId"] for m in messages}
+            failing |= {
+                m["MessageId"]
+                for m in messages
+                if m["MessageId"] in failed and _receives(m) < max_receives
+            }
+            stats.failing = len(failing)
+            stats.delivered += len(messages)
+            stats.deliveries_by_id.update(m["MessageId"] for m in messages)
+            if on_batch is not None:
+                on_batch(stats)
     return stats
+
+
+@contextlib.contextmanager
+def _given_back_if_interrupted(sqs: SQSClient, queue_url: str) -> Iterator[list[MessageTypeDef]]:
+    """A list of what is received and neither deleted nor given back yet, made visible again
+    at once if the block ends in an exception (Ctrl-C): not after the visibility timeout.
+
+    Shielded, so that a second Ctrl-C does not cut it short. An error here (the emulator gone
+    with the same Ctrl-C) leaves them to their timeout: the interruption is what is reported.
+    A batch written and not deleted comes back too; the ledger skips it on its next delivery.
+    """
+    held: list[MessageTypeDef] = []
+    try:
+        yield held
+    except BaseException:
+        if held:
+            with shielded(), contextlib.suppress(Exception):
+                _retry_after(sqs, queue_url, held, 0)
+        raise
+
+
+def _max_receive_count(redrive_policy: str | None) -> float:
+    """The redrive policy's ``maxReceiveCount``; no policy: a message is retried for ever."""
+    if not redrive_policy:
+        return math.inf
+    return int(json.loads(redrive_policy)["maxReceiveCount"])
+
+
+def _receives(message: MessageTypeDef) -> int:
+    return int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
 
 
 def _invoke(function: Function, event: dict[str, Any], stats: DeliveryStats) -> set[str]:
@@ -208,8 +259,13 @@ def _invoke(function: Function, event: dict[str, Any], stats: DeliveryStats) -> 
 
 
 def _receive_batch(
-    sqs: SQSClient, queue_url: str, batch_size: int, visibility_timeout_s: int
+    sqs: SQSClient,
+    queue_url: str,
+    batch_size: int,
+    visibility_timeout_s: int,
+    held: list[MessageTypeDef],
 ) -> list[MessageTypeDef]:
+    """Up to ``batch_size`` messages, each also added to ``held`` as soon as it is received."""
     batch: list[MessageTypeDef] = []
     while len(batch) < batch_size:
         received = sqs.receive_message(
@@ -222,6 +278,7 @@ def _receive_batch(
         ).get("Messages", [])
         if not received:
             break
+        held.extend(received)
         batch.extend(received)
     return batch
 

@@ -74,6 +74,7 @@ def run_schedule(
             stats.failed_invocations += 1
         stats.delivered += summary.get("received", 0)
         stats.reported_failures += summary.get("failed", 0)
+        stats.failing = summary.get("failed", 0)  # this tick's: retried by the next ones
         stats.deleted += (summary.get("written", 0) + summary.get("duplicates", 0)) - summary.get(
             "deleteFailures", 0
         )

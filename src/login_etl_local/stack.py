@@ -19,6 +19,7 @@ from login_etl_local.stack_record import (
     LocalStack,
     StackRecord,
     patched_environ,
+    process_start_time,
     stack_environment,
 )
 
@@ -100,7 +101,11 @@ def start_local_stack(
         say("starting the moto server")
         with shielded():
             moto = MotoServer.spawn(detach=detach)
-            save(moto_port=moto.port, moto_pid=moto.process.pid)
+            save(
+                moto_port=moto.port,
+                moto_pid=moto.process.pid,
+                moto_started=process_start_time(moto.process.pid),
+            )
         moto.wait_until_up()
         postgres = PostgresServer.prepare()
         save(

@@ -2,7 +2,8 @@
 
 ``stack up`` records its stack in ``.local-stack/stack.json``; a ``login-etl run`` that starts a
 throwaway stack records it in ``.local-stack/run-<pid>.json`` and deletes the file when it
-stopped it. Each server is recorded as soon as it exists (moto's pid right after the fork,
+stopped it. ``.local-stack`` is the project root's, wherever in the project the command runs
+(``stack_dir``). Each server is recorded as soon as it exists (moto's pid right after the fork,
 Postgres's data directory before ``initdb``), so even a command killed with SIGKILL, which no
 cleanup survives, leaves a record: ``stack status`` lists it, ``stack down`` stops it.
 
@@ -14,6 +15,7 @@ local stack does with a record: write it, find the leftovers of killed runs, sto
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -25,11 +27,13 @@ from login_etl_cli import local_stack
 from login_etl_cli.local_stack import (
     DUMMY_CREDENTIALS,
     REGION,
-    STACK_DIR,
-    STATE_FILE,
+    STACK_DIR_NAME,
+    STATE_NAME,
     LocalStack,
     patched_environ,
+    stack_dir,
     stack_environment,
+    state_file,
 )
 from login_etl_cli.signals import shielded
 from login_etl_local.postgres_server import PostgresServer
@@ -37,8 +41,8 @@ from login_etl_local.postgres_server import PostgresServer
 __all__ = [
     "DUMMY_CREDENTIALS",
     "REGION",
-    "STACK_DIR",
-    "STATE_FILE",
+    "STACK_DIR_NAME",
+    "STATE_NAME",
     "LocalStack",
     "StackRecord",
     "leftovers",
@@ -46,7 +50,9 @@ __all__ = [
     "read_record",
     "read_state",
     "run_record_path",
+    "stack_dir",
     "stack_environment",
+    "state_file",
 ]
 
 
@@ -70,7 +76,7 @@ class StackRecord(local_stack.StackRecord):
         """Stop both servers, whatever state they are in, and delete Postgres's data."""
         with shielded():
             if self.moto_pid is not None:
-                _stop_moto(self.moto_pid)
+                _stop_moto(self.moto_pid, self.moto_port, self.moto_started)
             postgres = self.postgres()
             if postgres is not None:
                 postgres.stop()
@@ -89,34 +95,34 @@ def read_record(path: Path) -> StackRecord | None:
     return local_stack.read_record(path, StackRecord)
 
 
-def read_state(path: Path = STATE_FILE) -> StackRecord | None:
-    """The stack ``stack up`` recorded, if any (complete or not)."""
-    return read_record(path)
+def read_state(path: Path | None = None) -> StackRecord | None:
+    """The stack ``stack up`` recorded (at ``path``, else ``state_file()``), complete or not."""
+    return read_record(path or state_file())
 
 
-def run_record_path(pid: int | None = None, directory: Path = STACK_DIR) -> Path:
+def run_record_path(pid: int | None = None, directory: Path | None = None) -> Path:
     """Where a ``login-etl run`` records its throwaway stack."""
-    return directory / f"run-{pid or os.getpid()}.json"
+    return (directory or stack_dir()) / f"run-{pid or os.getpid()}.json"
 
 
-def leftovers(directory: Path = STACK_DIR) -> list[tuple[Path, StackRecord]]:
+def leftovers(directory: Path | None = None) -> list[tuple[Path, StackRecord]]:
     """Throwaway stacks whose ``run`` ended without stopping them (killed, or crashed)."""
     found = []
-    for path in sorted(directory.glob("run-*.json")):
+    for path in sorted((directory or stack_dir()).glob("run-*.json")):
         record = read_record(path)
         if record is not None and not record.owner_alive():
             found.append((path, record))
     return found
 
 
-def _stop_moto(pid: int, grace_s: float = 10.0) -> None:
+def _stop_moto(pid: int, port: int | None, started: int | None, grace_s: float = 10.0) -> None:
     """SIGTERM, and SIGKILL if it is still there after ``grace_s``; returns once it is gone."""
-    if not _is_our_moto(pid):
+    if not _is_our_moto(pid, port, started):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while _is_our_moto(pid) and _alive(pid):
+    while _is_our_moto(pid, port, started) and _alive(pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -137,9 +143,35 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _is_our_moto(pid: int) -> bool:
-    """The pid is still our moto server (not a process that reused the number since)."""
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc); None without procfs."""
     try:
-        return b"login_etl_local.moto_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # After the command name (in parentheses, which may hold spaces): field 22 is starttime.
+    return int(stat.rsplit(") ", 1)[1].split()[19])
+
+
+def _is_our_moto(pid: int, port: int | None, started: int | None) -> bool:
+    """The pid is still the moto server of this record: not a process that reused the number,
+    nor another checkout's moto that did (its port differs), nor one started since.
+
+    ``started`` is None in a record of an earlier login-etl: the port is checked then.
+    """
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return not Path("/proc").is_dir() and _alive(pid)  # no procfs (macOS): trust the pid
+    if b"login_etl_local.moto_launcher" not in command:
+        return False
+    if port is not None and not _port_argument(command, port):
+        return False
+    return started is None or process_start_time(pid) == started
+
+
+def _port_argument(command: list[bytes], port: int) -> bool:
+    """``-p PORT`` (how ``MotoServer.spawn`` starts it) is in the command line."""
+    return any(
+        flag == b"-p" and value == str(port).encode() for flag, value in itertools.pairwise(command)
+    )

@@ -21,16 +21,15 @@ from pathlib import Path
 
 from login_etl_local.stack import LOCAL_VISIBILITY_TIMEOUT_S, start_local_stack
 from login_etl_local.stack_record import (
-    STACK_DIR,
-    STATE_FILE,
     LocalStack,
     StackRecord,
     leftovers,
     read_record,
     read_state,
+    state_file,
 )
 
-LOCK_FILE = STACK_DIR / "lock"
+LOCK_NAME = "lock"  # in the stack directory
 
 
 class HalfDownError(Exception):
@@ -47,9 +46,7 @@ class Stopped:
 
 
 @contextlib.contextmanager
-def stack_lock(
-    path: Path = LOCK_FILE, on_wait: Callable[[str], None] | None = None
-) -> Iterator[None]:
+def stack_lock(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Exclusive use of the stack directory; waits for another ``stack`` command to finish."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as lock:
@@ -74,7 +71,7 @@ def stack_lock(
 
 def stack_up(
     max_receive_count: int = 5,
-    path: Path = STATE_FILE,
+    path: Path | None = None,
     *,
     replace: bool = False,
     on_step: Callable[[str], None] | None = None,
@@ -84,7 +81,8 @@ def stack_up(
     A recorded stack that is not fully up is left alone (``HalfDownError``) unless ``replace``:
     its Postgres data and moto's in-memory keys would be lost.
     """
-    with stack_lock(path.parent / LOCK_FILE.name, on_wait=on_step):
+    path = path or state_file()
+    with stack_lock(path.parent / LOCK_NAME, on_wait=on_step):
         existing = read_state(path)
         if existing is not None and existing.complete and all(existing.is_up()):
             return LocalStack.from_record(existing), False
@@ -108,12 +106,13 @@ def stack_up(
         return started.stack, True
 
 
-def stack_down(path: Path = STATE_FILE) -> Stopped:
+def stack_down(path: Path | None = None) -> Stopped:
     """Stop the recorded stack and the leftovers of killed ``run``s; say what was stopped."""
+    path = path or state_file()
     stopped = Stopped()
     if not path.parent.is_dir():
         return stopped
-    with stack_lock(path.parent / LOCK_FILE.name):
+    with stack_lock(path.parent / LOCK_NAME):
         state = read_state(path)
         if state is not None:
             state.stop()

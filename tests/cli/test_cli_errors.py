@@ -51,6 +51,16 @@ def files(tmp_path: Path) -> Path:
         (["seed", "--file", "empty.json"], "argument --file: empty.json holds no messages"),
         (["report", "--top", "-1"], "argument --top: must be between 1 and 10,000, got -1"),
         (["unmask", "--limit", "-1", "x"], "argument --limit: must be 1 or more, got -1"),
+        (["unmask", "x"], "the following arguments are required: --reason"),
+        (
+            ["unmask", "--where", "ip=10.0.0.1", "--reason", "t"],
+            "argument --where: ip=...: ip is masked, it cannot be matched; filter by user_id,",
+        ),
+        (
+            ["unmask", "--where", "1=1 OR user_id=x", "--reason", "t"],
+            "argument --where: takes column=value with a column among user_id,",
+        ),
+        (["unmask", "x", "--reason", "  "], "argument --reason: say why: a ticket or request id"),
         (["rekey", "--batch-size", "0"], "argument --batch-size: must be between 1 and"),
         (["stack", "up", "--max-receive-count", "0"], "argument --max-receive-count: must be"),
     ],
@@ -147,7 +157,9 @@ def test_no_connection_slot_left_is_one_worded_line(stack: LocalStack, tmp_path:
 
 
 def test_unmask_of_an_empty_pipe_says_so(stack: LocalStack, tmp_path: Path) -> None:
-    result = login_etl("unmask", "-", cwd=tmp_path, env=stack_env(stack), stdin="")
+    result = login_etl(
+        "unmask", "-", "--reason", "INC-1", cwd=tmp_path, env=stack_env(stack), stdin=""
+    )
 
     assert result.returncode == 1
     assert result.stdout == ""
@@ -182,3 +194,20 @@ def test_run_with_a_wrong_database_password_sends_nothing(
     )
     assert "sent" not in result.stdout
     assert queued(stack.provisioned.queue_url) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--debug", "report"], ["report", "--debug"], ["dlq", "show", "--debug"]],
+    ids=["before the command", "after it", "after an action"],
+)
+def test_debug_shows_the_traceback_wherever_it_is_given(tmp_path: Path, argv: list[str]) -> None:
+    result = login_etl(*argv, cwd=tmp_path)  # no stack here: an error
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("login_etl_cli.targets.TargetError: no stack to use")
+    )

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from login_etl_cli.local_stack import stack_dir
 from login_etl_local.stack_record import LocalStack
-from tests.cli_helpers import exports, login_etl, marked_commands
+from tests.cli_helpers import (
+    exports,
+    free_port,
+    login_etl,
+    marked_commands,
+    record_dead_stack,
+    without_target_line,
+)
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE",
@@ -22,7 +30,7 @@ FAKE_AWS = {
     "argv",
     [
         ["keys", "list"],
-        ["unmask", "gAAAAAAuMtzGtoken"],
+        ["unmask", "gAAAAAAuMtzGtoken", "--reason", "INC-1"],
         ["rekey"],
         ["seed", "--count", "1"],
         ["dlq", "show"],
@@ -135,3 +143,64 @@ def test_the_target_is_said_and_muddled_or_stale_exports_are_explained(tmp_path:
             )
         )
         assert running() == []
+
+
+def test_the_stack_directory_is_found_as_git_finds_its_repository(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    deep = project / "src" / "pkg"
+    deep.mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+
+    # No stack yet: the project's root is where one goes, from any subdirectory.
+    assert stack_dir(deep) == project / ".local-stack"
+    # A .local-stack nearer than the root (made before the root was a project, say) wins.
+    (project / "src" / ".local-stack").mkdir()
+    assert stack_dir(deep) == project / "src" / ".local-stack"
+    # With no project and no stack above, the working directory's own.
+    assert stack_dir(tmp_path) == tmp_path / ".local-stack"
+
+
+def test_a_command_in_a_subdirectory_finds_the_projects_stack(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "src").mkdir()
+    record_dead_stack(tmp_path)
+
+    result = login_etl("report", cwd=tmp_path / "src", env=FAKE_AWS)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("login-etl: the local stack is not usable: moto server DOWN")
+    assert not (tmp_path / "src" / ".local-stack").exists()
+
+
+def test_a_hand_typed_database_url_to_a_dead_postgres_is_not_called_stale_exports(
+    tmp_path: Path,
+) -> None:
+    record_dead_stack(tmp_path)  # a local stack is recorded (and down)
+    typed = f"postgresql://alice:secret@localhost:{free_port()}/logins"
+
+    result = login_etl("report", cwd=tmp_path, env={"DATABASE_URL": typed})
+
+    assert result.returncode == 1
+    assert "earlier `login-etl stack up`" not in result.stderr
+    assert "exports of a stack that was stopped" not in result.stderr
+    assert without_target_line(result.stderr).startswith(
+        "login-etl: cannot reach Postgres at postgresql://alice:***@localhost:"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [(["dlq", "show"], "QUEUE_URL and DLQ_URL"), (["seed", "--count", "1"], "QUEUE_URL")],
+)
+def test_an_emulator_without_queue_urls_is_told_to_set_both(
+    tmp_path: Path, argv: list[str], missing: str
+) -> None:
+    localstack = {**FAKE_AWS, "AWS_ENDPOINT_URL": "http://localhost:4566"}
+
+    result = login_etl(*argv, cwd=tmp_path, env=localstack)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"login-etl: no queue: {missing} not set. Set QUEUE_URL and DLQ_URL to the login"
+        " queue's URL and its dead-letter queue's on http://localhost:4566"
+    ]  # not `login-etl stack up`: that starts moto, not LocalStack

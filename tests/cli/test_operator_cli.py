@@ -99,7 +99,7 @@ def test_report_counts_what_analysts_see(queue: Provisioned, db: pg8000.native.C
             {"DATABASE_URL": "__WRONG_PASSWORD__"},
             "Postgres at postgresql://postgres:***@127.0.0.1:",
         ),
-        (["seed"], {"QUEUE_URL": ""}, "no queue: run `login-etl stack up`"),
+        (["seed"], {"QUEUE_URL": ""}, "no queue: QUEUE_URL not set. Set QUEUE_URL and DLQ_URL"),
         (["seed"], {"AWS_DEFAULT_REGION": None, "AWS_REGION": None}, "no AWS region: set"),
         (
             ["seed"],
@@ -111,7 +111,7 @@ def test_report_counts_what_analysts_see(queue: Provisioned, db: pg8000.native.C
             {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"},
             "cannot reach AWS at http://127.0.0.1:1/: is the stack running?",
         ),
-        (["dlq", "show"], {"DLQ_URL": ""}, "set DLQ_URL"),
+        (["dlq", "show"], {"DLQ_URL": ""}, "no queue: DLQ_URL not set. Set QUEUE_URL and DLQ_URL"),
     ],
 )
 def test_usual_mistakes_are_one_line_and_exit_1(

@@ -26,6 +26,7 @@ from login_etl_cli import main as cli
 from login_etl_cli.audit import AUDIT_TABLE, ensure_audit_table
 from login_etl_cli.keys import KeyStore
 from login_etl_cli.rekey import RekeyProgress, count_stale, rekey, stale_summary
+from login_etl_cli.report import build_report, render
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import LocalContext
 from login_etl_local.provisioning import Provisioned
@@ -154,6 +155,25 @@ def test_rotation_reaches_the_function_and_rekey_closes_the_window(
     assert ring.unmask(db.run("SELECT masked_ip FROM user_logins LIMIT 1")[0][0]) == IP
 
 
+def test_report_says_how_many_rows_each_key_holds_and_that_rekey_joins_them(
+    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
+) -> None:
+    old, _ = keys.init()
+    load(queue, [login(f"before-{i}") for i in range(5)])
+    _, new = keys.rotate()
+    load(queue, [login(f"after-{i}") for i in range(3)])
+
+    split = render(build_report(db))
+    rekey(db, keys.keyring(), batch_size=100)
+    joined = render(build_report(db))
+
+    by_key = split.split("rows by data key\n")[1].splitlines()
+    assert by_key[:2] == [f"  {old:08x}            5", f"  {new:08x}            3"]
+    assert "duplicates do not match across them" in by_key[2]
+    assert "`login-etl rekey`" in by_key[3]
+    assert joined.split("rows by data key\n")[1].splitlines() == [f"  {new:08x}            8"]
+
+
 def test_an_interrupted_rekey_resumes_where_it_stopped(
     queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
 ) -> None:
@@ -201,11 +221,11 @@ def test_unmask_from_stdin(keys: KeyStore, audit_rows: AuditRows) -> None:
     keys.init()
     token = keys.keyring().current.mask(DEVICE)
 
-    code, lines, _ = run_cli("unmask", "-", stdin=f"{token}\n{token}\n")
+    code, lines, _ = run_cli("unmask", "-", "--reason", "REQ-9", stdin=f"{token}\n{token}\n")
 
     assert code == 0
     assert lines == [{"token": token, "value": DEVICE}] * 2
-    assert [row[2:6] for row in audit_rows()] == [["stdin", None, None, 2]]
+    assert [row[2:6] for row in audit_rows()] == [["stdin", None, "REQ-9", 2]]
 
 
 def unmask_process(
@@ -311,17 +331,20 @@ def test_unmask_rows_by_filter_writes_an_audit_row_first(
     keys.init()
     load(queue, [login("alice", ip="10.1.1.1"), login("bob", ip="10.2.2.2")])
 
-    code, lines, _ = run_cli("unmask", "--where", "user_id=bob", "--reason", "GDPR-7")
+    code, lines, _ = run_cli(
+        "unmask", "--where", "user_id=bob", "--where", "app_version=2.3.0", "--reason", "GDPR-7"
+    )
 
     assert code == 0
     assert [(line["user_id"], line["ip"], line["device_id"]) for line in lines] == [
         ("bob", "10.2.2.2", DEVICE)
     ]
+    assert lines[0]["app_version"] == "2.3.0"  # as report shows it, not as stored (2003000)
     [(arn, action, source, filters, reason, count, key_ids)] = audit_rows()
     assert (action, source, filters, reason, count, key_ids) == (
         "unmask",
         "table",
-        {"user_id": "bob"},
+        {"user_id": "bob", "app_version": "2003000"},
         "GDPR-7",
         2,
         [f"{keys.keyring().current.key_id:08x}"],
@@ -335,14 +358,23 @@ def test_unmask_refuses_sql_in_a_filter(
     keys.init()
     load(queue, [login("x")])
 
-    code, lines, err = run_cli("unmask", "--where", "user_id=x' OR '1'='1")
+    code, lines, _ = run_cli("unmask", "--where", "user_id=x' OR '1'='1", "--reason", "t")
 
-    assert code == 0
+    assert code == 3  # no rows matched
     assert lines == []
     assert db.run("SELECT count(*) FROM user_logins") == [[1]]
-    code, _, err = run_cli("unmask", "--where", "1=1 OR user_id=x")
-    assert code == 1
-    assert err.startswith("login-etl: --where takes column=value")
+
+
+def test_unmask_where_nothing_matches_says_so_and_exits_3(
+    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
+) -> None:
+    keys.init()
+    load(queue, [login("x")])
+
+    code, lines, err = run_cli("unmask", "--where", "user_id=nobody", "--reason", "INC-5")
+
+    assert (code, lines) == (3, [])
+    assert without_target_line(err) == "login-etl: no rows matched user_id=nobody (exit 3)\n"
 
 
 RAW_DEVICE = "593-47-5928"
@@ -372,7 +404,7 @@ def test_unmask_cannot_leave_its_audit_record_in_a_database_of_the_operators_cho
 
     try:
         with patched_environ({"DATABASE_URL": scratch_url}):
-            code, lines, _ = run_cli("unmask", "-", stdin=token)
+            code, lines, _ = run_cli("unmask", "-", "--reason", "t", stdin=token)
     finally:
         admin = database_connection(stack.database_url)
         admin.run("DROP DATABASE IF EXISTS operators_scratch")

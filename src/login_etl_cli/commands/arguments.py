@@ -37,6 +37,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+DEBUG_HELP = "show tracebacks"
+
+
+def add_debug(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """``--debug``, anywhere on the line: ``login-etl report --debug`` as ``login-etl --debug
+    report``. A subcommand's leaves the value alone unless given (``SUPPRESS``), so that one
+    given before the subcommand is not reset by the subcommand's default.
+    """
+    parser.add_argument("--debug", action="store_true", default=default, help=DEBUG_HELP)
+
+
 def add_command(commands: Any, name: str, summary: str, description: str = "") -> Parser:
     """A subcommand with ``summary`` in its parent's list and ``description`` in its --help."""
     parser: Parser = commands.add_parser(
@@ -45,6 +56,7 @@ def add_command(commands: Any, name: str, summary: str, description: str = "") -
         description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}".strip(),
         formatter_class=HelpFormatter,
     )
+    add_debug(parser)
     return parser
 
 

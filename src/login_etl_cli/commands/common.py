@@ -70,15 +70,25 @@ def database_url(why: str = "") -> str:
 
 
 def queue_urls(*, dlq: bool = False) -> tuple[str, str]:
-    """(login queue, its DLQ) from QUEUE_URL / DLQ_URL; ``dlq``: the DLQ is needed too."""
-    queue = os.environ.get("QUEUE_URL")
-    if not queue:
-        raise UserError(
-            "no queue: run `login-etl stack up` (or set QUEUE_URL, and DLQ_URL for dlq commands)"
-        )
+    """(login queue, its DLQ) from QUEUE_URL / DLQ_URL; ``dlq``: the DLQ is needed too.
+
+    Missing, both variables are named: an emulator's user (LocalStack) sets the two by hand.
+    ``stack up`` is suggested only when no emulator is named: it starts moto, not theirs.
+    """
+    queue = os.environ.get("QUEUE_URL") or ""
     dead_letters = os.environ.get("DLQ_URL") or ""
-    if dlq and not dead_letters:
-        raise UserError("set DLQ_URL (the dead-letter queue's URL) or run `login-etl stack up`")
+    missing = [
+        name for name, value in (("QUEUE_URL", queue), ("DLQ_URL", dead_letters)) if not value
+    ]
+    if not dlq:
+        missing = [name for name in missing if name != "DLQ_URL"]
+    if missing:
+        emulator = os.environ.get("AWS_ENDPOINT_URL")
+        where = f" on {emulator}" if emulator else ", or run `login-etl stack up` for a local stack"
+        raise UserError(
+            f"no queue: {' and '.join(missing)} not set. Set QUEUE_URL and DLQ_URL to the login"
+            f" queue's URL and its dead-letter queue's{where}"
+        )
     return queue, dead_letters
 
 

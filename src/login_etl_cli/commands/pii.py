@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import boto3
+import pg8000.native
 
 from login_etl.adapters.postgres.schema import TABLE, table_exists
 from login_etl_cli.audit import AUDIT_TABLE, AuditRecord, caller_arn, key_ids_of, write_audit
@@ -18,11 +19,13 @@ from login_etl_cli.progress import Progress
 from login_etl_cli.rekey import rekey, stale_summary
 from login_etl_cli.unmask import (
     MASKED_COLUMNS,
-    parse_filters,
+    parse_filter,
     select_rows,
     unmask_all,
     unmask_rows,
 )
+
+NO_ROWS_MATCHED = 3  # unmask --where: nothing to unmask (1: a value could not be recovered)
 
 
 def register(commands: Any) -> None:
@@ -32,21 +35,30 @@ def register(commands: Any) -> None:
         "unmask",
         "recover masked values (needs kms:Decrypt on the key; every call is audited)",
         "Tokens from the arguments, from stdin ('-'), or from the table (--where). One JSON\n"
-        f"line per value; exit 1 if any value could not be recovered. Every call is first\n"
-        f"recorded in {AUDIT_TABLE} (committed before anything is decrypted).",
+        "line per value (per row with --where, app_version dotted as report shows it).\n"
+        f"Exit 1 if any value could not be recovered, {NO_ROWS_MATCHED} if --where matched no"
+        " row. Every\n"
+        f"call is first recorded in {AUDIT_TABLE} (committed before anything is\n"
+        "decrypted), with its --reason, which is required.",
     )
     unmask.add_argument("tokens", nargs="*", help="masked values; '-' reads them from stdin")
     unmask.add_argument(
         "--where",
         action="append",
+        type=where_filter,
         default=[],
         metavar="COLUMN=VALUE",
-        help="unmask the rows of user_logins that match (repeatable, ANDed)",
+        help="unmask the rows of user_logins that match (repeatable, ANDed; app_version as 2.3.0)",
     )
     unmask.add_argument(
         "--limit", type=int_between(1), default=100, help="at most this many rows (--where)"
     )
-    unmask.add_argument("--reason", help="why (a ticket number): kept in the audit record")
+    unmask.add_argument(
+        "--reason",
+        required=True,
+        type=reason_text,
+        help="why: the ticket or request id that asks for it; kept in the audit record",
+    )
     unmask.set_defaults(
         command=_unmask,
         check=_check_unmask,
@@ -94,6 +106,16 @@ def register(commands: Any) -> None:
     rekey_.set_defaults(command=_rekey, needs=(POSTGRES, AWS))
 
 
+def reason_text(text: str) -> str:
+    """A ``--reason`` that says something: the audit record is worth what it says."""
+    reason = text.strip()
+    if not reason:
+        raise argparse.ArgumentTypeError(
+            "say why: a ticket or request id (kept in the audit record), not an empty string"
+        )
+    return reason
+
+
 def _keys(args: argparse.Namespace) -> int:
     store = key_store(getattr(args, "kms_key", DEFAULT_KMS_KEY))
     if args.action == "init":
@@ -115,7 +137,7 @@ def _check_unmask(args: argparse.Namespace) -> None:
         raise UserError("give tokens or --where filters, not both")
     if not args.tokens and not args.where:
         raise UserError("give tokens, '-' to read them from stdin, or --where column=value")
-    args.filters = _filters(args.where) if args.where else None
+    args.filters = dict(args.where) if args.where else None
     args.source = "table" if args.where else "stdin" if args.tokens == ["-"] else "args"
     if args.source == "stdin":
         args.tokens = sys.stdin.read().split()
@@ -149,12 +171,33 @@ def _unmask(args: argparse.Namespace) -> int:
         failed = sum(1 for result in results if result.error is not None)
     for line in lines:
         print(json.dumps(line))
+    if filters is not None and not lines:
+        print(
+            f"login-etl: no rows matched {' and '.join(f'{c}={v}' for c, v in filters.items())}"
+            f" (exit {NO_ROWS_MATCHED})",
+            file=sys.stderr,
+        )
+        return NO_ROWS_MATCHED
     if failed:
         print(f"login-etl: {failed} value(s) could not be unmasked (see 'error')", file=sys.stderr)
     return 1 if failed else 0
 
 
 def _rekey(args: argparse.Namespace) -> int:
+    try:
+        return _rekey_as_admin(args)
+    except pg8000.native.DatabaseError as error:
+        details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+        if details.get("C") != "42501":  # insufficient_privilege
+            raise
+        raise UserError(
+            f"rekey is the database admin's, by design: it rewrites every row of {TABLE}, which"
+            f" an operator may only read ({details.get('M', 'permission denied')}). Run it with"
+            " the admin's DATABASE_URL (docs/security.md, Database roles)"
+        ) from None
+
+
+def _rekey_as_admin(args: argparse.Namespace) -> int:
     keyring = key_store().keyring()
     identity = caller_arn(boto3.client("sts"))
     with database() as conn:
@@ -178,8 +221,9 @@ def _rekey(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filters(specs: list[str]) -> dict[str, str]:
+def where_filter(spec: str) -> tuple[str, str]:
+    """One ``--where column=value``, checked by the parser: a wrong one is a usage error."""
     try:
-        return parse_filters(specs)
+        return parse_filter(spec)
     except ValueError as error:
-        raise UserError(str(error)) from None
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--where ")) from None

@@ -19,8 +19,14 @@ from login_etl_cli.commands.common import UserError, database
 from login_etl_cli.progress import Progress
 from login_etl_cli.sample_data import generate
 from login_etl_cli.seeding import send_bodies
-from login_etl_cli.targets import describe_aws, describe_database, find_target
+from login_etl_cli.targets import (
+    describe_aws,
+    describe_database,
+    find_target,
+    refuse_unusable_stack,
+)
 from login_etl_local.event_source_mapping import DeliveryStats
+from login_etl_local.extra import require_local_extra
 from login_etl_local.local_run import RunSummary, deliver, summarise, take_before
 from login_etl_local.provisioning import Provisioned, provision_here
 from login_etl_local.stack import LOCAL_VISIBILITY_TIMEOUT_S, local_stack
@@ -33,9 +39,12 @@ DESCRIPTION = """\
 Which stack it uses, in this order:
   1. the one the environment names: AWS_ENDPOINT_URL (an emulator such as LocalStack)
      and DATABASE_URL, both set;
-  2. the one 'login-etl stack up' left running in this directory (.local-stack);
-  3. else a throwaway stack (moto server + PostgreSQL) that it starts, and stops when it
-     ends, however it ends (Ctrl-C and kill included).
+  2. the one 'login-etl stack up' left running in this project (.local-stack, found
+     from any subdirectory);
+  3. else, if no stack is recorded there at all, a throwaway stack (moto server +
+     PostgreSQL) that it starts, and stops when it ends, however it ends (Ctrl-C and kill
+     included). A recorded stack whose servers do not answer is refused, not replaced;
+     --no-seed on a throwaway stack is refused too (it starts empty).
 The summary counts this run's rows and dead letters, and what was there before apart."""
 
 
@@ -76,7 +85,9 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging_env |= {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
     with (
-        _stack(args.max_receive_count, LOCAL_VISIBILITY_TIMEOUT_S) as stack,
+        _stack(
+            args.max_receive_count, LOCAL_VISIBILITY_TIMEOUT_S, seeding=not args.no_seed
+        ) as stack,
         patched_environ(logging_env),
         database() as conn,  # before anything is sent: a wrong password stops it here
     ):
@@ -115,8 +126,15 @@ class RunStack:
 
 
 @contextmanager
-def _stack(max_receive_count: int, visibility_timeout_s: int) -> Iterator[RunStack]:
-    """The environment's stack, else `stack up`'s, else a throwaway one started here."""
+def _stack(
+    max_receive_count: int, visibility_timeout_s: int, *, seeding: bool
+) -> Iterator[RunStack]:
+    """The environment's stack, else `stack up`'s, else a throwaway one started here.
+
+    A stack `stack up` recorded whose servers are down is refused as the other commands
+    refuse it: a throwaway stack in its place ran on an empty queue and said nothing.
+    ``seeding``: False (``--no-seed``) has nothing to process on a throwaway stack.
+    """
     target = find_target()
     if target is not None and target.local is None:
         missing = [v for v in ("AWS_ENDPOINT_URL", "DATABASE_URL") if not os.environ.get(v)]
@@ -139,6 +157,14 @@ def _stack(max_receive_count: int, visibility_timeout_s: int) -> Iterator[RunSta
             _say_target(target.origin)
             yield RunStack(target.local.provisioned, fresh=False)
         return
+    refuse_unusable_stack()
+    if not seeding:
+        raise UserError(
+            "--no-seed: no stack is running here, and a throwaway one starts empty, so there"
+            " would be nothing to process. Start one (`login-etl stack up`, `login-etl seed`),"
+            " name yours in the environment, or drop --no-seed"
+        )
+    require_local_extra()
     print("starting a throwaway local stack (moto server + PostgreSQL) ...", flush=True)
     with (
         local_stack(max_receive_count, visibility_timeout_s, record=run_record_path()) as stack,
@@ -182,12 +208,14 @@ def _show(
             return
         last = time.monotonic()
         left = _depth(sqs, queue_url)
-        note = ""
-        if stats.reported_failures:
-            note = f"{left} failing, being retried"
-        progress.update(max(0, total - left), total=max(total, left), note=note)
+        progress.update(max(0, total - left), total=max(total, left), note=failing_note(stats))
 
     return show
+
+
+def failing_note(stats: DeliveryStats) -> str:
+    """The progress line's note: the messages failing now, not the whole queue left."""
+    return f"{stats.failing} failing, being retried" if stats.failing else ""
 
 
 def _version(value: int | None) -> str:

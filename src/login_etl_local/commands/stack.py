@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from login_etl_cli.commands.arguments import actions, add_command, int_between
 from login_etl_cli.commands.common import UserError, redact
-from login_etl_local.stack_record import STATE_FILE, LocalStack, StackRecord, leftovers, read_state
+from login_etl_local.extra import require_local_extra
+from login_etl_local.stack_record import (
+    STACK_DIR_NAME,
+    STATE_NAME,
+    LocalStack,
+    StackRecord,
+    leftovers,
+    read_state,
+    stack_dir,
+)
 from login_etl_local.stack_state import HalfDownError, stack_down, stack_up
 
 
@@ -18,8 +28,10 @@ def register(commands: Any, summary: str) -> None:
         commands,
         "stack",
         summary,
-        f"The stack keeps running between commands; it is recorded in {STATE_FILE}, where\n"
-        "the other commands find it when the environment names no stack of its own.",
+        "The stack keeps running between commands; it is recorded in"
+        f" {STACK_DIR_NAME}/{STATE_NAME}\nat the project's root (the nearest directory above with"
+        " .git or pyproject.toml, or\nthe nearest with a .local-stack), where the other commands"
+        " find it from any\nsubdirectory when the environment names no stack of its own.",
     )
     action = actions(stack)
     up = add_command(
@@ -65,7 +77,16 @@ def _say(step: str) -> None:
     print(f"  {step} ...", file=sys.stderr, flush=True)
 
 
+def _say_where() -> None:
+    """The stack's directory, when it is not this one's (a subdirectory of the project)."""
+    directory = stack_dir()
+    if directory.parent != Path.cwd().absolute():
+        print(f"login-etl: the local stack of {directory}", file=sys.stderr, flush=True)
+
+
 def _up(args: argparse.Namespace) -> int:
+    require_local_extra()
+    _say_where()
     try:
         running, started = stack_up(args.max_receive_count, replace=args.replace, on_step=_say)
     except HalfDownError as error:
