@@ -1,129 +1,328 @@
-"""``make bench-ledger``: what the ledger's size costs the writers, and what pruning costs them.
+"""``make bench-ledger``: the ledger's prune in a steady state, and what it costs the writers.
 
-One throwaway Postgres, one database per ledger size (default 0, 1 M and 5 M entries;
-``--sizes 0,10000000,50000000`` for the long mode), each with the real store writing
-10,000-record batches of fresh message ids. Rounds are interleaved across the databases (0,
-1 M, 5 M, 0, 1 M, ...) so that the machine's load moves them alike; the report gives medians,
-spread and the ratio to the empty ledger. Then, on the largest ledger with half its entries
-past the retention window, the same batches are timed while ``prune`` runs beside them, against
-rounds without it.
+One throwaway Postgres, one database per ledger size (default 0, 1 M and 5 M entries; the
+issue's figures: ``ARGS="--sizes 0,10000000,50000000"``). Each ledger is filled over the
+retention window, then goes through cycles (``ledger_state``): the writer adds fresh entries
+through the real store, time passes, a prune run deletes what fell out of the window while the
+writer goes on beside it, and ``VACUUM`` frees the space for the next cycle's entries. The
+first cycles (``--warmup``, the function's prune) bring new entries to the heap's head, ahead of
+the old ones; in the measured cycles the designs (``ledger_prune``: the function's page walk,
+the previous ``LIMIT`` scan) take turns, A B B A A B ..., and the writer's rounds without a
+prune go round the sizes, so that the machine's load moves all of them alike.
+
+Reported per ledger size: each design's step times (median and max of a run), a run's total
+and what it deleted; the writer's 10,000-record batches without a prune and beside each
+design's; the writer against the ledger's size (ratio to the first size, per round); where the
+entries written during the run are in the heap; the load average and the whole run's time.
+The ledger of size 0 takes only the writer's rounds (nothing to prune).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
 import statistics
-import threading
 import time
-import uuid
-from dataclasses import replace
-from datetime import date
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from login_etl.adapters.postgres.connection import ConnectionParams, connect
+import pg8000.native
+
+from benchmarks.ledger_prune import DESIGNS, PAGES, PruneRun, prune_beside
+from benchmarks.ledger_state import (
+    BATCH,
+    LedgerClock,
+    LedgerSizes,
+    admin_connection,
+    batch_seconds,
+    fill,
+    layout,
+    sizes,
+    vacuum,
+)
+from login_etl.adapters.postgres.connection import ConnectionParams
 from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
-from login_etl.domain.models import UserLoginRow
+from login_etl.ledger_pruning import ledger_window
 from login_etl_local.postgres_server import PostgresServer
 
-BATCH = 10_000
-ROW = UserLoginRow("u", "ios", "t" * 120, "d" * 120, "RU", 2_003_000, date(2026, 11, 25))
+MB = 1024 * 1024
 
 
-def fill(params: ConnectionParams, size: int) -> None:
-    """A ledger of ``size`` entries, spread over the last 40 days (oldest first on disk)."""
-    store = PostgresLoginStore(params)
-    store.write([("first", ROW)])  # the function's own DDL
-    store.close()
-    conn = connect(replace(params, statement_timeout_ms=0))  # filling 50 M takes minutes
-    conn.run(
-        "INSERT INTO login_etl_processed_messages (message_id, processed_at)"
-        " SELECT gen_random_uuid()::text, now() - (CAST(:size - g AS double precision)"
-        " / GREATEST(:size, 1)) * interval '40 days' FROM generate_series(1, :size) g",
-        size=size,
+@dataclass(slots=True)
+class Ledger:
+    """One ledger size's database, its writer, its clock."""
+
+    size: int
+    params: ConnectionParams
+    writer: PostgresLoginStore
+    admin: pg8000.native.Connection
+    clock: LedgerClock
+    filled_at: dt.datetime
+    fill_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One prune run with the writer beside it, and the ledger after its VACUUM."""
+
+    size: int
+    number: int
+    measured: bool
+    run: PruneRun
+    beside_s: tuple[float, ...]
+    vacuum_s: float
+    before: LedgerSizes
+    after: LedgerSizes
+
+
+def design_for(measured: int, designs: Sequence[str]) -> str:
+    """The design of the ``measured``-th measured cycle: A B B A A B B A ... for two."""
+    if len(designs) == 1:
+        return designs[0]
+    return designs[(measured % 2) ^ (measured // 2 % 2)]
+
+
+def per_round_ratios(rounds: Sequence[dict[int, float]], size: int, base: int) -> list[float]:
+    """Each round's batch time at ``size`` over the same round's at ``base``."""
+    return [r[size] / r[base] for r in rounds]
+
+
+def msg_per_s(seconds: Sequence[float]) -> float:
+    """A writer's throughput from its batches' times (median)."""
+    return BATCH / statistics.median(seconds)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="0,1000000,5000000", help="ledger sizes, commas")
+    parser.add_argument("--warmup", type=int, default=2, help="cycles before measuring (2)")
+    parser.add_argument("--cycles", type=int, default=4, help="measured cycles (4)")
+    parser.add_argument("--rounds", type=int, default=3, help="quiet batches a cycle (3)")
+    parser.add_argument(
+        "--designs", default="pages,limit", help="pages (the function's), limit (previous)"
     )
-    conn.run("VACUUM ANALYZE login_etl_processed_messages")
-    conn.close()
-
-
-def batch_seconds(store: PostgresLoginStore) -> float:
-    rows = [(str(uuid.uuid4()), ROW) for _ in range(BATCH)]
-    started = time.perf_counter()
-    store.write(rows)
-    return time.perf_counter() - started
+    args = parser.parse_args(argv)
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.designs = args.designs.split(",")
+    unknown = set(args.designs) - set(DESIGNS)
+    if unknown:
+        parser.error(f"unknown designs {sorted(unknown)}; known: {sorted(DESIGNS)}")
+    return args
 
 
 def main() -> None:
     """Measure and print."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="0,1000000,5000000", help="ledger sizes, commas")
-    parser.add_argument("--rounds", type=int, default=7, help="batches per size (default 7)")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-
+    args = parse_args()
+    started, load_at_start = time.perf_counter(), os.getloadavg()
+    print(f"load average at the start: {fmt_load(load_at_start)}")
     server = PostgresServer.start()
     try:
         settings = Settings.from_env({"DATABASE_URL": server.url, "DATA_KEY_CIPHERTEXT": "-"})
         base = connection_params_from_url(server.url, settings)
-        admin = connect(base)
-        stores = {}
-        for size in sizes:
-            name = f"ledger_{size}"
-            admin.run(f"CREATE DATABASE {name}")
-            params = replace(base, database=name)
-            started = time.perf_counter()
-            fill(params, size)
-            print(f"ledger of {size:,} entries filled in {time.perf_counter() - started:.0f} s")
-            stores[size] = PostgresLoginStore(params)
-        admin.close()
-
-        seconds: dict[int, list[float]] = {size: [] for size in sizes}
-        for _ in range(args.rounds):
-            for size in sizes:
-                seconds[size].append(batch_seconds(stores[size]))
-        base_median = statistics.median(seconds[sizes[0]])
-        print(f"\n10,000-record batches (store only), {args.rounds} interleaved rounds:")
-        print(f"{'ledger entries':>15} {'msg/s':>8} {'median s':>9} {'min-max s':>13} {'x':>5}")
-        for size, times in seconds.items():
-            median = statistics.median(times)
-            spread = f"{min(times):.3f}-{max(times):.3f}"
-            ratio = median / base_median
-            print(f"{size:>15,} {BATCH / median:>8,.0f} {median:>9.3f} {spread:>13} {ratio:>5.2f}")
-
-        measure_pruning(stores[sizes[-1]], replace(base, database=f"ledger_{sizes[-1]}"))
-        for store in stores.values():
-            store.close()
+        window = ledger_window(
+            settings.queue_retention_s,
+            settings.dlq_retention_s,
+            settings.ledger_retention_margin_s,
+            None,
+        ).seconds
+        ledgers = open_ledgers(base, args.sizes, window)
+        rounds, cycles = run_cycles(ledgers, args, settings.ledger_prune_batch_rows)
+        report(ledgers, rounds, cycles, settings.ledger_prune_batch_rows)
+        for ledger in ledgers.values():
+            ledger.writer.close()
+            ledger.admin.close()
     finally:
         server.stop()
-
-
-def measure_pruning(largest: PostgresLoginStore, params: ConnectionParams) -> None:
-    """Batches on the largest ledger while half of it is pruned beside them, and without."""
-    rounds = 7
-    quiet = [batch_seconds(largest) for _ in range(rounds)]
-    during: list[float] = []
-    pruned: list[int] = []
-    finished = threading.Event()
-    pruner = PostgresLoginStore(params)
-
-    def prune() -> None:
-        # 20 days: half of the 40 days the entries are spread over.
-        pruned.append(pruner.prune(20 * 86_400, 5_000, lambda: True))
-        finished.set()
-
-    pruning = threading.Thread(target=prune)
-    started = time.perf_counter()
-    pruning.start()
-    while not finished.is_set() or len(during) < 3:
-        during.append(batch_seconds(largest))
-    pruning.join()
-    prune_s = time.perf_counter() - started
-    pruner.close()
     print(
-        f"\npruning {pruned[0]:,} entries took {prune_s:.1f} s;"
-        f" batches meanwhile: median {statistics.median(during):.3f} s"
-        f" (max {max(during):.3f}) vs {statistics.median(quiet):.3f} s without"
-        f" ({statistics.median(during) / statistics.median(quiet):.2f}x)"
+        f"\nwhole run {(time.perf_counter() - started) / 60:.1f} min; load average at the"
+        f" start {fmt_load(load_at_start)}, at the end {fmt_load(os.getloadavg())}"
     )
+
+
+def open_ledgers(base: ConnectionParams, sizes_: list[int], window_s: int) -> dict[int, Ledger]:
+    """A database per size, filled."""
+    admin = admin_connection(base)
+    ledgers = {}
+    try:
+        for size in sizes_:
+            admin.run(f"CREATE DATABASE ledger_{size}")
+            params = replace(base, database=f"ledger_{size}")
+            started = time.perf_counter()
+            filled_at = fill(params, size, window_s)
+            fill_s = time.perf_counter() - started
+            ledger_admin = admin_connection(params)
+            after = sizes(ledger_admin)
+            print(
+                f"ledger of {size:,} entries filled in {fill_s:.0f} s: heap"
+                f" {after.heap_bytes / MB:,.0f} MB ({after.pages:,} pages),"
+                f" index {after.index_bytes / MB:,.0f} MB",
+                flush=True,
+            )
+            ledgers[size] = Ledger(
+                size,
+                params,
+                PostgresLoginStore(params),
+                ledger_admin,
+                LedgerClock(size, window_s),
+                filled_at,
+                fill_s,
+            )
+    finally:
+        admin.close()
+    return ledgers
+
+
+def run_cycles(
+    ledgers: dict[int, Ledger], args: argparse.Namespace, batch_rows: int
+) -> tuple[list[dict[int, float]], list[Cycle]]:
+    """Warm-up and measured cycles; the quiet rounds (measured cycles only) and every run."""
+    rounds: list[dict[int, float]] = []
+    cycles: list[Cycle] = []
+    for number in range(args.warmup + args.cycles):
+        measured = number >= args.warmup
+        design = design_for(number - args.warmup, args.designs) if measured else PAGES
+        for _ in range(args.rounds):
+            this_round = {}
+            for ledger in ledgers.values():
+                this_round[ledger.size] = batch_seconds(ledger.writer)
+                ledger.clock.written_now(BATCH)
+            if measured:
+                rounds.append(this_round)
+        for ledger in ledgers.values():
+            if ledger.size:
+                cycle = prune_cycle(ledger, number, design, batch_rows, measured)
+                cycles.append(cycle)
+                print(describe_cycle(cycle), flush=True)
+    return rounds, cycles
+
+
+def prune_cycle(ledger: Ledger, number: int, design: str, batch_rows: int, measured: bool) -> Cycle:
+    """Time passes, a prune run with the writer beside it, VACUUM."""
+    retention_s = ledger.clock.retention_for_prune()
+    before = sizes(ledger.admin)
+    run, beside = prune_beside(
+        design, ledger.params, retention_s, batch_rows, lambda: batch_seconds(ledger.writer)
+    )
+    ledger.clock.written_now(BATCH * len(beside))
+    vacuum_s = vacuum(ledger.admin)
+    after = sizes(ledger.admin)
+    return Cycle(ledger.size, number, measured, run, tuple(beside), vacuum_s, before, after)
+
+
+def describe_cycle(cycle: Cycle) -> str:
+    run = cycle.run
+    kind = "" if cycle.measured else " (warm-up)"
+    return (
+        f"cycle {cycle.number}{kind}, {cycle.size:,} entries, {run.design}: deleted"
+        f" {run.deleted:,} in {run.total_s:.1f} s, {len(run.steps_s):,} steps (median"
+        f" {ms(statistics.median(run.steps_s))}, max {ms(max(run.steps_s))} ms);"
+        f" {len(cycle.beside_s)} batches beside it; VACUUM {cycle.vacuum_s:.1f} s; then"
+        f" {cycle.after.pages:,} pages, about {cycle.after.entries:,} entries (VACUUM's count)"
+    )
+
+
+def report(
+    ledgers: dict[int, Ledger],
+    rounds: list[dict[int, float]],
+    cycles: list[Cycle],
+    batch_rows: int,
+) -> None:
+    measured = [c for c in cycles if c.measured]
+    print(f"\nPrune runs, measured cycles only ({batch_rows:,} entries a step):")
+    report_prunes(measured)
+    print("\n10,000-record batches through the store, msg/s (median, batches):")
+    report_writers(rounds, measured)
+    print("\nThe writer against the ledger's size (rounds without a prune, interleaved):")
+    report_sizes(rounds)
+    print("\nWhere the entries written during the run are (two scans of each ledger):")
+    for ledger in ledgers.values():
+        if ledger.size:
+            found = layout(ledger.admin, ledger.filled_at)
+            share = found.fresh_ahead / max(found.fresh, 1)
+            print(
+                f"{ledger.size:>12,}: {found.entries:,} entries, {found.fresh:,} written"
+                f" during the run, {share:.0%} of them ahead of the oldest entry of the fill"
+                f" (at {found.first_old_tid}); filled in {ledger.fill_s:.0f} s"
+            )
+
+
+def report_prunes(measured: list[Cycle]) -> None:
+    print(
+        f"{'entries':>12} {'design':>6} {'runs':>4} {'deleted/run':>11} {'steps/run':>9}"
+        f" {'step med ms':>11} {'step max ms':>11} {'run s':>7} {'runs s min-max':>15}"
+        f" {'pages/s':>8} {'vacuum s':>8}"
+    )
+    for size in sorted({c.size for c in measured}):
+        totals = {}
+        for design in DESIGNS:
+            runs = [c for c in measured if c.size == size and c.run.design == design]
+            if not runs:
+                continue
+            total = [c.run.total_s for c in runs]
+            totals[design] = statistics.median(total)
+            print(
+                f"{size:>12,} {design:>6} {len(runs):>4}"
+                f" {statistics.median(c.run.deleted for c in runs):>11,.0f}"
+                f" {statistics.median(len(c.run.steps_s) for c in runs):>9,.0f}"
+                f" {ms(statistics.median(statistics.median(c.run.steps_s) for c in runs)):>11}"
+                f" {ms(statistics.median(max(c.run.steps_s) for c in runs)):>11}"
+                f" {statistics.median(total):>7.1f} {min(total):>7.1f}-{max(total):<7.1f}"
+                f" {statistics.median(c.before.pages / c.run.total_s for c in runs):>8,.0f}"
+                f" {statistics.median(c.vacuum_s for c in runs):>8.1f}"
+            )
+        if len(totals) == len(DESIGNS):
+            worst = {
+                d: max(max(c.run.steps_s) for c in measured if c.size == size and c.run.design == d)
+                for d in DESIGNS
+            }
+            print(
+                f"{'':>12} limit / pages: run {totals['limit'] / totals['pages']:.2f}x,"
+                f" longest step {worst['limit'] / worst['pages']:.1f}x"
+                f" ({ms(worst['limit'])} ms against {ms(worst['pages'])} ms)"
+            )
+
+
+def report_writers(rounds: list[dict[int, float]], measured: list[Cycle]) -> None:
+    header = f"{'entries':>12} {'no prune':>15}"
+    for design in DESIGNS:
+        header += f" {'beside ' + design:>17} {'x':>5}"
+    print(header)
+    for size in sorted({c.size for c in measured}):
+        quiet = [r[size] for r in rounds]
+        line = f"{size:>12,} {msg_per_s(quiet):>9,.0f} ({len(quiet):>3})"
+        for design in DESIGNS:
+            beside = [
+                s for c in measured if c.size == size and c.run.design == design for s in c.beside_s
+            ]
+            if beside:
+                ratio = statistics.median(beside) / statistics.median(quiet)
+                line += f" {msg_per_s(beside):>11,.0f} ({len(beside):>3}) {ratio:>5.2f}"
+        print(line)
+
+
+def report_sizes(rounds: list[dict[int, float]]) -> None:
+    if not rounds:
+        return
+    base = min(rounds[0])
+    print(f"{'entries':>12} {'msg/s':>8} {'median s':>9} {'min-max s':>13} {'x per round':>11}")
+    for size in sorted(rounds[0]):
+        times = [r[size] for r in rounds]
+        ratio = statistics.median(per_round_ratios(rounds, size, base))
+        spread = f"{min(times):.3f}-{max(times):.3f}"
+        print(
+            f"{size:>12,} {msg_per_s(times):>8,.0f} {statistics.median(times):>9.3f}"
+            f" {spread:>13} {ratio:>11.2f}"
+        )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 if __name__ == "__main__":
