@@ -92,7 +92,7 @@ bench: $(STAMP) $(SAM_BUILT)  ## interleaved: vs the serial floor and a typical 
 bench-instructions: $(STAMP)  ## instructions per message of the handler and the floor's parts (valgrind callgrind)
 	$(BIN)/python -m benchmarks.instructions $(ARGS)
 
-bench-ledger: $(STAMP)  ## writers vs ledger size (ARGS="--sizes 0,10000000,50000000"), pruning beside them
+bench-ledger: $(STAMP)  ## the prune in a steady state vs the previous design, the writer beside it (ARGS="--sizes 0,10000000,50000000 --cycles 6")
 	$(BIN)/python -m benchmarks.ledger $(ARGS)
 
 bench-refusals: $(STAMP)  ## 10,000-record batches with 0 / 1 / 100 / 5,000 rows refused by the table
