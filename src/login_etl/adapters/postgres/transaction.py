@@ -47,6 +47,8 @@ SERVER_FIRST_S = 0.5
 # frozen or partitioned function), or sooner if the deadline comes first. The function's own
 # gaps between statements are a batch's formatting, far shorter.
 IDLE_LIMIT_S = 10.0
+# A ROLLBACK near the deadline waits at most this long (within the deadline's margin).
+ROLLBACK_TIMEOUT_S = 1.0
 # SQLSTATE class 28: invalid authorization (28P01 wrong password, 28000 e.g. unknown user).
 _AUTHENTICATION_FAILED_CLASS = "28"
 # What a client that lost its line, or gave up waiting, gets from pg8000.
@@ -92,7 +94,9 @@ class Session:
         if self.params is not None and self._deadline is not None:
             left = self._deadline.check()
             statement_s, idle_s = self._armed
-            if left - SERVER_FIRST_S < statement_s or left < idle_s:
+            # Armed for what was left then: once the server's timeouts could outlast the deadline
+            # by more than SERVER_FIRST_S (every transaction shorter than that never re-arms).
+            if left < statement_s or left + SERVER_FIRST_S < idle_s:
                 self.conn.run(self._arm())
             else:
                 set_read_timeout(
@@ -101,8 +105,17 @@ class Session:
         return self.conn.run(statement, **params)
 
     def end(self, statement: str) -> None:
-        """COMMIT or ROLLBACK; the transaction's process is no longer ours to end."""
-        self.run(statement)
+        """COMMIT or ROLLBACK; the transaction's process is no longer ours to end.
+
+        A ROLLBACK arms nothing (a SET in an aborted transaction is refused, 25P02) and runs
+        even with no time left, within the margin kept for it.
+        """
+        if statement == "ROLLBACK":
+            if self._deadline is not None:
+                set_read_timeout(self.conn, ROLLBACK_TIMEOUT_S)
+            self.conn.run(statement)
+        else:
+            self.run(statement)
         self.backend_pid = 0
 
     def _arm(self) -> str:
