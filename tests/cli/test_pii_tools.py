@@ -128,13 +128,20 @@ def test_init_is_idempotent_and_rotate_keeps_every_key(keys: KeyStore) -> None:
     assert keys.keyring().key_ids == sorted([first, new])
 
 
-def test_rotation_reaches_the_function_and_rekey_closes_the_window(
-    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
-) -> None:
+@pytest.fixture
+def rotated(queue: Provisioned, keys: KeyStore) -> tuple[int, int]:
+    """5 logins under the first key, a rotation, 3 under the new one: (old id, new id)."""
     old, _ = keys.init()
     load(queue, [login(f"before-{i}") for i in range(5)])
     _, new = keys.rotate()
     load(queue, [login(f"after-{i}") for i in range(3)])
+    return old, new
+
+
+def test_rotation_reaches_the_function_and_rekey_closes_the_window(
+    db: pg8000.native.Connection, keys: KeyStore, rotated: tuple[int, int]
+) -> None:
+    old, new = rotated
 
     # The window: one device, two masked values, until the old rows are re-keyed.
     devices = db.run("SELECT DISTINCT masked_device_id FROM user_logins")
@@ -156,12 +163,9 @@ def test_rotation_reaches_the_function_and_rekey_closes_the_window(
 
 
 def test_report_says_how_many_rows_each_key_holds_and_that_rekey_joins_them(
-    queue: Provisioned, db: pg8000.native.Connection, keys: KeyStore
+    db: pg8000.native.Connection, keys: KeyStore, rotated: tuple[int, int]
 ) -> None:
-    old, _ = keys.init()
-    load(queue, [login(f"before-{i}") for i in range(5)])
-    _, new = keys.rotate()
-    load(queue, [login(f"after-{i}") for i in range(3)])
+    old, new = rotated
 
     split = render(build_report(db))
     rekey(db, keys.keyring(), batch_size=100)

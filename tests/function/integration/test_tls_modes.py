@@ -69,9 +69,14 @@ class Impostor:
             length = struct.unpack("!i", first[:4])[0]
             _read(conn, length - 8)  # the rest of the startup message: user, database
             conn.sendall(self.request)
-            conn.settimeout(1)  # then it hangs up: what came by then is what was sent
-            while chunk := conn.recv(4096):
-                self.received += chunk
+            # The client's one answer (a password, a SCRAM message, a goodbye), or its hang-up;
+            # then the impostor hangs up, and the client's wait for more ends.
+            header = b""
+            while len(header) < 5 and (chunk := conn.recv(5 - len(header))):
+                header += chunk
+            self.received += header
+            if len(header) == 5:
+                self.received += _read(conn, struct.unpack("!i", header[1:])[0] - 4)
         except (OSError, ssl.SSLError):
             pass
         finally:
