@@ -19,7 +19,7 @@ from datetime import date
 from login_etl.adapters.postgres.connection import connect
 from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings, connection_params_from_url
-from login_etl.domain.masking import DeterministicMasker
+from login_etl.domain.masking import DeterministicMasker, TokenMemo
 from login_etl.domain.models import QueueMessage
 from login_etl.pipeline import process_batch
 from login_etl_cli.sample_data import generate
@@ -59,7 +59,7 @@ def main() -> None:
         settings = Settings.from_env({"DATABASE_URL": server.url, "DATA_KEY_CIPHERTEXT": "-"})
         params = connection_params_from_url(server.url, settings)
         admin = connect(params)
-        mask = DeterministicMasker(os.urandom(32)).mask
+        tokens_of = TokenMemo(DeterministicMasker(os.urandom(32)).mask_many, 0)
         seconds: dict[int, list[float]] = {k: [] for k in REFUSED}
         for round_ in range(args.rounds):
             for k in REFUSED:
@@ -68,7 +68,7 @@ def main() -> None:
                 messages = batch(k, seed=1000 * round_ + k)
                 store = PostgresLoginStore(params)
                 started = time.perf_counter()
-                outcome = process_batch(messages, mask, store, date(2026, 11, 25))
+                outcome = process_batch(messages, tokens_of, store, date(2026, 11, 25))
                 seconds[k].append(time.perf_counter() - started)
                 store.close()
                 if (outcome.written, len(outcome.failures)) != (BATCH - k, k):

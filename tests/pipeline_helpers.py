@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 from login_etl.deadline import Deadline
@@ -44,6 +44,11 @@ class MemoryStore:
         self.ledger.update(mid for mid, _ in new)
         self.rows.extend(row for _, row in new)
         return WriteResult(written=len(new), duplicates=len(rows) - len(new))
+
+
+def upper_tokens(values: Iterable[str]) -> dict[str, str]:
+    """A stand-in for the masker's tokens: each value upper-cased."""
+    return {value: value.upper() for value in values}
 
 
 def msg(mid: str, body: str = GOOD, group: str | None = None) -> QueueMessage:

@@ -62,10 +62,10 @@ def write(
     mask: Callable[[str], str] = str.upper,
     connect_as: ConnectionParams | None = None,
 ) -> BatchOutcome:
-    """``process_batch`` on a store of its own, closed after."""
+    """``process_batch`` on a store of its own, closed after; ``mask`` makes each token."""
     store = PostgresLoginStore(connect_as or params())
     try:
-        return process_batch(messages, mask, store, DAY)
+        return process_batch(messages, lambda values: {v: mask(v) for v in values}, store, DAY)
     finally:
         store.close()
 

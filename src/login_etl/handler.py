@@ -102,9 +102,9 @@ def handle_prune(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
 def _process(
     messages: Sequence[QueueMessage], deadline: Deadline, runtime: Runtime
 ) -> BatchOutcome:
-    mask = runtime.key.mask()
+    tokens_of = runtime.key.tokens_of()
     today = datetime.now(UTC).date()
     with cyclic_gc_paused():
-        outcome = process_batch(messages, mask, runtime.store, today, deadline)
+        outcome = process_batch(messages, tokens_of, runtime.store, today, deadline)
     report(outcome)
     return outcome

@@ -11,7 +11,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import NamedTuple
 
 from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -37,7 +36,7 @@ from login_etl.config import (
     connection_params_from_secret,
     connection_params_from_url,
 )
-from login_etl.domain.masking import DeterministicMasker
+from login_etl.domain.masking import DeterministicMasker, TokenMemo, TokensOf
 from login_etl.ledger_pruning import LedgerWindow, ledger_window
 from login_etl.observability import report_key_refresh_failure
 
@@ -47,10 +46,10 @@ REFRESH_ERRORS = (GetParameterError, ClientError, BotoCoreError, DataKeyError)
 
 
 class LoadedKey(NamedTuple):
-    """What the pipeline gets from one data key: its id and its (cached) mask function."""
+    """What the pipeline gets from one data key: its id and its tokens (remembered)."""
 
     key_id: int
-    mask: Callable[[str], str]
+    tokens_of: TokensOf
 
 
 class CurrentKey:
@@ -58,7 +57,7 @@ class CurrentKey:
 
     The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS`` (Powertools'
     parameter cache), so a rotation reaches warm containers within that time; KMS is called
-    only when the ciphertext changed. The mask function is cached per key (repeated devices
+    only when the ciphertext changed. Tokens are remembered per key (repeated devices
     and IPs cost one encryption per container).
 
     A refresh that fails (SSM or KMS down, a new ciphertext KMS refuses) keeps the key already
@@ -105,14 +104,14 @@ class CurrentKey:
             report_key_refresh_failure(loaded[1].key_id, _failure_code(error))
         return loaded[1]
 
-    def mask(self) -> Callable[[str], str]:
-        """The mask function of the current key."""
-        return self.current().mask
+    def tokens_of(self) -> TokensOf:
+        """The tokens of the current key (``TokenMemo``)."""
+        return self.current().tokens_of
 
     def _load(self, ciphertext: str) -> LoadedKey:
         masker = DeterministicMasker(self._decrypt(ciphertext))
-        mask = lru_cache(maxsize=self._settings.mask_cache_size)(masker.mask)
-        return LoadedKey(masker.key_id, mask)
+        memo = TokenMemo(masker.mask_many, self._settings.mask_cache_size)
+        return LoadedKey(masker.key_id, memo)
 
     def _read_ciphertext(self) -> str:
         settings = self._settings
@@ -193,7 +192,7 @@ def reset_runtime() -> None:
 def build_runtime(settings: Settings) -> Runtime:
     """Load the data key now (KMS down fails fast) and prepare the store (it connects later)."""
     key = CurrentKey(settings)
-    key.mask()
+    key.tokens_of()
     return Runtime(settings, key, PostgresLoginStore(connection_params_source(settings)))
 
 

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import struct
 from binascii import b2a_base64
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -151,6 +152,51 @@ class DeterministicMasker:
         outer.update(hashed.digest())
         return b2a_base64(signed + outer.digest(), newline=False).translate(_URLSAFE).decode()
 
+    def mask_many(self, values: Sequence[str]) -> list[str]:
+        """The tokens of ``values``, in order: ``[self.mask(v) for v in values]``, for less.
+
+        The HMACs stay one per value (``hashlib`` has no batch form), but the AES of every
+        one-block value (IPv4 addresses, device ids) and the base64 of every token are done in
+        one call each for the whole batch: per value, those calls cost more than the AES and
+        base64 work itself (docs/instructions.md, "Masking"). A test holds the result equal to
+        the reference construction on every class of value.
+        """
+        iv_inner, iv_outer = self._iv_inner, self._iv_outer
+        plaintexts = [value.encode("utf-8") for value in values]
+        ivs = []
+        for plaintext in plaintexts:
+            hashed = iv_inner.copy()
+            hashed.update(plaintext)
+            outer = iv_outer.copy()
+            outer.update(hashed.digest())
+            ivs.append(outer.digest()[:_BLOCK])
+        # One-block values: every block XORed with its IV as one integer, then one AES call
+        # (ECB over independent blocks is each value's one-block CBC). Longer ones chain.
+        short = [len(plaintext) < _BLOCK for plaintext in plaintexts]
+        padded = b"".join(
+            [p + _PADDING[_BLOCK - len(p)] for p, one in zip(plaintexts, short, strict=True) if one]
+        )
+        chained = b"".join([iv for iv, one in zip(ivs, short, strict=True) if one])
+        blocks = (int.from_bytes(padded) ^ int.from_bytes(chained)).to_bytes(len(padded))
+        encrypted = self._aes.update(blocks)
+        prefix = self._prefix
+        signing_inner, signing_outer = self._signing_inner, self._signing_outer
+        tokens = []
+        offset = 0
+        for plaintext, iv, one in zip(plaintexts, ivs, short, strict=True):
+            if one:
+                signed = prefix + iv + encrypted[offset : offset + _BLOCK]
+                offset += _BLOCK
+            else:
+                padded_value = plaintext + _PADDING[_BLOCK - len(plaintext) % _BLOCK]
+                signed = prefix + iv + self._cbc(iv, padded_value)
+            hashed = signing_inner.copy()
+            hashed.update(signed)
+            outer = signing_outer.copy()
+            outer.update(hashed.digest())
+            tokens.append(signed + outer.digest())
+        return _urlsafe_b64_each(tokens)
+
     def _cbc(self, iv: bytes, padded: bytes) -> bytes:
         """AES-CBC: each block XORed with the previous ciphertext block, then AES-encrypted."""
         previous = int.from_bytes(iv)
@@ -165,6 +211,77 @@ class DeterministicMasker:
     def unmask(self, token: str) -> str:
         """Recover the value; raises ``cryptography.fernet.InvalidToken`` on any mismatch."""
         return self._fernet.decrypt(token).decode("utf-8")
+
+
+TokensOf = Callable[[Iterable[str]], Mapping[str, str]]
+"""The tokens of some values: a mapping holding at least each of them."""
+
+
+class TokenMemo:
+    """The tokens of a batch's values: each distinct value masked once, in one ``mask_many``.
+
+    Tokens are remembered across batches (devices and IPs repeat) up to ``max_entries``; when a
+    batch would overflow it, only the tokens of that batch are kept. Forgetting at once costs
+    nothing per value, where an LRU cache paid its bookkeeping on every lookup.
+    """
+
+    __slots__ = ("_mask_many", "_max_entries", "_tokens")
+
+    def __init__(self, mask_many: Callable[[list[str]], list[str]], max_entries: int) -> None:
+        self._mask_many = mask_many
+        self._max_entries = max_entries
+        self._tokens: dict[str, str] = {}
+
+    def __call__(self, values: Iterable[str]) -> Mapping[str, str]:
+        """The tokens of ``values`` (and of others remembered); read it, never change it."""
+        tokens = self._tokens
+        distinct = dict.fromkeys(values)
+        new = [value for value in distinct if value not in tokens]
+        if not new:
+            return tokens
+        if len(tokens) + len(new) > self._max_entries:
+            tokens = {value: tokens[value] for value in distinct if value in tokens}
+            self._tokens = tokens
+        tokens.update(zip(new, self._mask_many(new), strict=True))
+        return tokens
+
+
+def _urlsafe_b64_each(raw_tokens: list[bytes]) -> list[str]:
+    """``urlsafe_b64encode`` of each token, in one encoding of them all.
+
+    Each token is padded with zero bytes to a multiple of 3, so that it starts a base64 group
+    of its own; its characters are then cut out, and the ones its padding made are written as
+    the ``=`` its own encoding ends with.
+    """
+    lengths = set(map(len, raw_tokens))
+    if len(lengths) == 1:  # the usual batch: every token of one length, a fixed stride
+        (size,) = lengths
+        extra = -size % 3
+        text = _b64(_ZEROS[extra].join(raw_tokens) + _ZEROS[extra])
+        stride = 4 * (size + extra) // 3
+        kept, equals = stride - extra, _EQUALS[extra]
+        return [text[start : start + kept] + equals for start in range(0, len(text), stride)]
+    chunks, spans = [], []
+    for raw in raw_tokens:
+        extra = -len(raw) % 3
+        chunks.append(raw + _ZEROS[extra])
+        spans.append((4 * (len(raw) + extra) // 3, extra))
+    text = _b64(b"".join(chunks))
+    tokens = []
+    start = 0
+    for length, extra in spans:
+        end = start + length
+        tokens.append(text[start : end - extra] + _EQUALS[extra])
+        start = end
+    return tokens
+
+
+def _b64(raw: bytes) -> str:
+    return b2a_base64(raw, newline=False).translate(_URLSAFE).decode("ascii")
+
+
+_ZEROS = (b"", b"\0", b"\0\0")
+_EQUALS = ("", "=", "==")
 
 
 def token_key_id(token: str) -> int:

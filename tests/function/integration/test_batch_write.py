@@ -17,6 +17,7 @@ from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.domain.errors import Reason
 from login_etl.domain.models import QueueMessage
 from login_etl.pipeline import BatchOutcome, process_batch
+from tests.pipeline_helpers import upper_tokens
 from tests.postgres_helpers import (
     DAY,
     batch,
@@ -246,14 +247,14 @@ def test_the_store_reconnects_after_its_session_was_ended(tables: pg8000.native.
     db = tables
     store = PostgresLoginStore(params())
     try:
-        assert process_batch(batch(10, 10), str.upper, store, DAY).written == 10
+        assert process_batch(batch(10, 10), upper_tokens, store, DAY).written == 10
         db.run(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = 'login-etl' AND pid <> pg_backend_pid()"
         )
         with pytest.raises((pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError)):
-            process_batch(batch(10, 11), str.upper, store, DAY)
-        assert process_batch(batch(10, 11), str.upper, store, DAY).written == 10
+            process_batch(batch(10, 11), upper_tokens, store, DAY)
+        assert process_batch(batch(10, 11), upper_tokens, store, DAY).written == 10
     finally:
         store.close()
     assert count(db, "SELECT count(*) FROM user_logins") == 20

@@ -28,6 +28,7 @@ from login_etl_cli.sample_data import generate_labelled
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import LocalContext
 from login_etl_local.provisioning import Provisioned
+from tests.pipeline_helpers import upper_tokens
 from tests.postgres_helpers import (
     DAY,
     another_application,
@@ -101,7 +102,7 @@ def test_five_thousand_refused_rows_of_ten_thousand(db: pg8000.native.Connection
     ]
     store = PostgresLoginStore(params())
 
-    outcome = process_batch(messages, str.upper, store, DAY)
+    outcome = process_batch(messages, upper_tokens, store, DAY)
 
     store.close()
     assert outcome.written == 5_000
@@ -311,7 +312,7 @@ def test_a_trigger_refusing_one_row_with_plpgsqls_default_sqlstate_fails_only_th
         for i in range(3)
     ]
 
-    outcome = process_batch(messages, str.upper, store, DAY)
+    outcome = process_batch(messages, upper_tokens, store, DAY)
 
     assert [f.message_id for f in outcome.failures] == ["m1"]
     assert outcome.written == 2
@@ -415,7 +416,7 @@ def test_a_not_null_column_of_the_dbas_own_acknowledges_nothing(
     acknowledged. (A schema misfit, not a row's fault; see the report.)"""
     given_table(db, table_extra=", tenant text NOT NULL")
     messages = [QueueMessage(f"m{i}", login_body(f"u{i}")) for i in range(3)]
-    outcome = process_batch(messages, str.upper, store, DAY)
+    outcome = process_batch(messages, upper_tokens, store, DAY)
     assert {f.message_id for f in outcome.failures} == {"m0", "m1", "m2"}
     assert count(db, "SELECT count(*) FROM login_etl_processed_messages") == 0
 
@@ -438,7 +439,7 @@ def test_a_row_refused_because_of_a_concurrent_writer_is_the_only_one_reported(
     def deliver() -> None:
         messages = [QueueMessage("m1", login_body("u1")), QueueMessage("m2", login_body("u2"))]
         try:
-            outcome["ok"] = process_batch(messages, str.upper, store, DAY)
+            outcome["ok"] = process_batch(messages, upper_tokens, store, DAY)
         except Exception as error:
             outcome["error"] = error
 

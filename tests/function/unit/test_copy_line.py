@@ -7,7 +7,7 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
-from login_etl.adapters.postgres.copy_rows import copy_line
+from login_etl.adapters.postgres.copy_rows import copy_line, copy_payload
 from login_etl.domain.models import UserLoginRow
 
 ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -39,4 +39,22 @@ def test_a_line_is_the_row_in_copy_text_format(
 ) -> None:
     row = UserLoginRow(user_id, device_type, "gAAAA-ip_=", "gAAAA-dev=", locale, version, day)
     assert copy_line(row) == reference(row)
-    assert copy_line(row) == reference(row)  # again, with the day's text kept
+
+
+rows = st.builds(
+    UserLoginRow,
+    texts,
+    texts,
+    st.just("gAAAA-ip_="),
+    st.just("gAAAA-dev="),
+    st.none() | texts,
+    st.integers(0, 999_999_999),
+    st.dates(min_value=date(1970, 1, 1)),
+)
+
+
+@given(st.lists(rows, max_size=8))
+def test_a_payload_is_its_rows_lines_in_order(batch: list[UserLoginRow]) -> None:
+    """The payload is written at once and checked after; a row that needs escaping anywhere
+    in the batch must still come out as its own line."""
+    assert copy_payload(batch) == "".join(map(reference, batch)).encode("utf-8")

@@ -14,7 +14,7 @@ from login_etl.domain.models import QueueMessage
 from login_etl.drain import DrainSummary, StopReason, drain
 from login_etl.pipeline import BatchOutcome, process_batch
 from login_etl.ports import DeleteFailure, ReceivedMessage
-from tests.pipeline_helpers import BAD, TODAY, MemoryStore, login
+from tests.pipeline_helpers import BAD, TODAY, MemoryStore, login, upper_tokens
 
 
 class MemoryQueue:
@@ -76,7 +76,7 @@ def run(
     receives_per_round: int = 3,
 ) -> DrainSummary:
     def process(messages: Sequence[QueueMessage]) -> BatchOutcome:
-        return process_batch(messages, str.upper, store, TODAY)
+        return process_batch(messages, upper_tokens, store, TODAY)
 
     return drain(
         queue,
@@ -132,7 +132,7 @@ def test_a_processing_error_releases_the_prefetched_round_and_propagates() -> No
         calls += 1
         if calls == 2:
             raise ConnectionResetError("postgres went away")
-        return process_batch(messages, str.upper, store, TODAY)
+        return process_batch(messages, upper_tokens, store, TODAY)
 
     with pytest.raises(ConnectionResetError):
         drain(

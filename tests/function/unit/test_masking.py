@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from login_etl.domain.masking import (
     DeterministicMasker,
     HmacSha256,
+    TokenMemo,
     max_plaintext_bytes,
     token_key_id,
     token_length,
@@ -155,3 +156,48 @@ def test_the_mask_is_the_construction_at_every_length(size: int, unit: str) -> N
     """0..49 characters of 1, 2 and 4 UTF-8 bytes: every padding length, one to 13 blocks."""
     value = unit * size
     assert MASKER.mask(value) == reference_mask(KEY, value)
+
+
+# Every class of value the function masks: IPv4 and IPv6 addresses, device ids, and any text up
+# to the longest device id, so one-block values, longer ones and every padding length mix in
+# one batch.
+values = st.one_of(
+    st.ip_addresses().map(str),
+    st.from_regex(r"[0-9]{3}-[0-9]{2}-[0-9]{4}", fullmatch=True),
+    texts,
+    st.integers(0, MAX_DEVICE_ID_BYTES).map(lambda size: "d" * size),
+)
+
+
+@given(st.lists(values, max_size=40))
+def test_a_batch_of_tokens_is_the_reference_construction_value_by_value(batch: list[str]) -> None:
+    assert MASKER.mask_many(batch) == [reference_mask(KEY, value) for value in batch]
+
+
+@pytest.mark.parametrize("value", KNOWN_TOKENS)
+def test_a_batch_of_tokens_never_changes(value: str) -> None:
+    assert MASKER.mask_many([value, "1.2.3.4", value]) == [
+        KNOWN_TOKENS[value],
+        MASKER.mask("1.2.3.4"),
+        KNOWN_TOKENS[value],
+    ]
+
+
+@given(st.lists(st.lists(values, max_size=12), max_size=6), st.integers(0, 20))
+def test_the_memo_gives_every_value_its_token_and_masks_each_once(
+    batches: list[list[str]], max_entries: int
+) -> None:
+    masked: list[str] = []
+
+    def mask_many(batch: list[str]) -> list[str]:
+        masked.extend(batch)
+        return MASKER.mask_many(batch)
+
+    memo = TokenMemo(mask_many, max_entries)
+    for batch in batches:
+        before = len(masked)
+        tokens = memo(iter(batch))
+        assert {value: tokens[value] for value in batch} == {v: MASKER.mask(v) for v in batch}
+        assert len(masked[before:]) == len(set(masked[before:]))  # once per batch at most
+    if max_entries >= sum(len(set(batch)) for batch in batches):
+        assert len(masked) == len(set(masked))  # nothing forgotten: each value masked once

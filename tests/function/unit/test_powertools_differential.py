@@ -22,7 +22,7 @@ from login_etl.domain.models import QueueMessage
 from login_etl.domain.transform import create_date
 from login_etl.domain.validation import parse_login
 from login_etl.pipeline import process_batch
-from tests.pipeline_helpers import BAD, GOOD, MemoryStore
+from tests.pipeline_helpers import BAD, GOOD, MemoryStore, upper_tokens
 
 TODAY = date(2026, 11, 24)
 bodies = st.sampled_from([GOOD, BAD, "not json", GOOD.replace('"1.0"', '"1.0.0.0"')])
@@ -66,7 +66,7 @@ def reference_failures(event: dict[str, Any], processor: BatchProcessor) -> set[
 
 def our_failures(event: dict[str, Any]) -> set[str]:
     messages: list[QueueMessage] = [to_queue_message(r) for r in event["Records"]]
-    response = process_batch(messages, str.upper, MemoryStore(), TODAY).batch_item_failures()
+    response = process_batch(messages, upper_tokens, MemoryStore(), TODAY).batch_item_failures()
     return {item["itemIdentifier"] for item in response["batchItemFailures"]}
 
 

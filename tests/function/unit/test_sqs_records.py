@@ -13,7 +13,7 @@ from login_etl.adapters.sqs_records import MalformedEventError, to_queue_message
 from login_etl.domain.errors import InvalidMessageError, Reason
 from login_etl.domain.models import QueueMessage
 from login_etl.pipeline import process_batch
-from tests.pipeline_helpers import GOOD, TODAY, MemoryStore
+from tests.pipeline_helpers import GOOD, TODAY, MemoryStore, upper_tokens
 
 ABSENT = object()  # the key is left out of the record
 # The attribute the redrive once set: a producer's copy of it is ignored like any other.
@@ -82,7 +82,7 @@ def test_every_odd_record_fails_alone_and_the_rest_are_written(
     records = [record(f"m{i}", *shape) for i, shape in enumerate(shapes)]
     store = MemoryStore()
 
-    outcome = process_batch(to_queue_messages(records), str.upper, store, TODAY)
+    outcome = process_batch(to_queue_messages(records), upper_tokens, store, TODAY)
 
     failed = [item["itemIdentifier"] for item in outcome.batch_item_failures()["batchItemFailures"]]
     assert failed == [r["messageId"] for r in records if odd(r)]
@@ -119,7 +119,7 @@ def test_each_odd_shape_has_a_clear_reason(
     base: dict[str, Any] = {"messageId": "odd", "body": GOOD, "attributes": {"SentTimestamp": "1"}}
     rec = {k: v for k, v in {**base, **shape}.items() if v is not ABSENT}
 
-    outcome = process_batch([to_queue_message(rec)], str.upper, MemoryStore(), TODAY)
+    outcome = process_batch([to_queue_message(rec)], upper_tokens, MemoryStore(), TODAY)
 
     (failure,) = outcome.failures
     assert (failure.message_id, failure.reason) == ("odd", reason)
@@ -133,7 +133,7 @@ def test_an_odd_record_holds_back_the_rest_of_its_fifo_group() -> None:
         {"messageId": "2", "body": GOOD, "attributes": attributes},
         {"messageId": "3", "body": GOOD, "attributes": {**attributes, "MessageGroupId": "h"}},
     ]
-    outcome = process_batch(to_queue_messages(records), str.upper, MemoryStore(), TODAY)
+    outcome = process_batch(to_queue_messages(records), upper_tokens, MemoryStore(), TODAY)
     assert [f.message_id for f in outcome.failures] == ["1", "2"]
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from login_etl.domain.errors import InvalidMessageError
 from login_etl.domain.models import LoginEvent
-from login_etl.domain.transform import create_date, to_row
+from login_etl.domain.transform import create_date, to_rows
 
 TODAY = date(2026, 11, 24)
 
@@ -81,9 +82,10 @@ def test_any_text_is_a_date_or_invalid_never_a_crash(raw: str) -> None:
         assert isinstance(create_date(raw, TODAY), date)
 
 
-def test_row_masks_only_the_pii() -> None:
+def test_rows_mask_only_the_pii() -> None:
     event = LoginEvent("u", "ios", "1.2.3.4", None, 2_003_000, "593-47-5928")
-    row = to_row(event, lambda v: f"<{v[::-1]}>", TODAY)
+    rows = to_rows({"m1": (event, TODAY)}, lambda values: {v: f"<{v[::-1]}>" for v in values})
+    row = rows["m1"]
     assert (row.masked_ip, row.masked_device_id) == ("<4.3.2.1>", "<8295-74-395>")
     assert (row.user_id, row.device_type, row.locale, row.app_version, row.create_date) == (
         "u",
@@ -92,3 +94,33 @@ def test_row_masks_only_the_pii() -> None:
         2_003_000,
         TODAY,
     )
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=5),
+        st.tuples(st.sampled_from(["1.2.3.4", "::1", "x"]), st.sampled_from(["d1", "d2", "x"])),
+        max_size=20,
+    )
+)
+def test_each_value_is_asked_once_and_each_row_gets_its_own_tokens(
+    pairs: dict[str, tuple[str, str]],
+) -> None:
+    asked: list[list[str]] = []
+
+    def tokens_of(values: Iterable[str]) -> dict[str, str]:
+        asked.append(list(values))
+        return {v: f"<{v}>" for v in asked[-1]}
+
+    valid = {
+        mid: (LoginEvent(mid, "ios", ip, None, 1, device), TODAY)
+        for mid, (ip, device) in pairs.items()
+    }
+    rows = to_rows(valid, tokens_of)
+
+    assert len(asked) == 1  # one call for the whole batch
+    assert set(asked[0]) == {v for pair in pairs.values() for v in pair}
+    assert {mid: (r.masked_ip, r.masked_device_id) for mid, r in rows.items()} == {
+        mid: (f"<{ip}>", f"<{device}>") for mid, (ip, device) in pairs.items()
+    }
+    assert [r.user_id for r in rows.values()] == list(pairs)  # the batch's order

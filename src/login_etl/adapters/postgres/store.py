@@ -69,7 +69,7 @@ class PostgresLoginStore:
         try:
             with transaction(session, deadline):
                 seen = record_ids(session, [mid for mid, _ in rows], deadline)
-                payload = copy_payload(row for mid, row in rows if mid not in seen)
+                payload = copy_payload([row for mid, row in rows if mid not in seen])
                 if payload:
                     session.run(COPY_ROWS, stream=[payload])
                 session.end("COMMIT")
