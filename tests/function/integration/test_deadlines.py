@@ -55,8 +55,10 @@ print(json.dumps(lambda_handler(event, LocalContext(timeout_s=float(sys.argv[2])
 
 @pytest.fixture
 def slow_first_copy(tables: pg8000.native.Connection) -> pg8000.native.Connection:
-    """The first COPY into user_logins takes SLOW_COPY_S on the server (a slow disk, a DBA's
-    audit trigger); later ones do not. A sequence, because it is not rolled back."""
+    """The first COPY into the ledger takes SLOW_COPY_S on the server (a slow disk, a lock
+    released late); later ones do not. The ledger's, because the rows' COPY and the COMMIT
+    travel together: it is the last statement that needs the client to go on. A sequence,
+    because it is not rolled back."""
     db = tables
     # A fresh one each test: the tables are dropped between tests, a sequence is not.
     db.run("DROP SEQUENCE IF EXISTS slow_once")
@@ -67,7 +69,7 @@ def slow_first_copy(tables: pg8000.native.Connection) -> pg8000.native.Connectio
         " RETURN NULL; END $$"
     )
     db.run(
-        "CREATE TRIGGER slow_once AFTER INSERT ON user_logins"
+        "CREATE TRIGGER slow_once AFTER INSERT ON login_etl_processed_messages"
         " FOR EACH STATEMENT EXECUTE FUNCTION slow_once()"
     )
     return db
@@ -80,10 +82,11 @@ def event(queue: Provisioned) -> dict[str, Any]:
 
 
 def copying_backend(db: pg8000.native.Connection) -> int | None:
-    """The server process of the function's COPY, while it runs."""
+    """The server process of the function's ledger COPY, while it runs."""
     rows = db.run(
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'login-etl'"
-        " AND state = 'active' AND query LIKE 'COPY user_logins%'"
+        " AND pid <> pg_backend_pid() AND state = 'active'"
+        " AND query LIKE '%COPY login_etl_processed_messages %'"
     )
     return int(rows[0][0]) if rows else None
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pg8000.native
-from pg8000.core import i_unpack
+from pg8000.core import Context, _flush, i_unpack
 from pg8000.native import Connection
 
 # The client waits this much longer than the server's statement_timeout before giving up:
@@ -103,6 +104,47 @@ def connect(params: ConnectionParams, timeout_s: float | None = None) -> pg8000.
     # statement_timeout to act first. _usock is the (TLS-wrapped) socket pg8000 reads from.
     set_read_timeout(conn, params.read_timeout_s())
     return conn
+
+
+def run_with_copy(conn: pg8000.native.Connection, sql: str, payload: bytes) -> None:
+    """A simple query whose one ``COPY ... FROM STDIN`` reads ``payload``: one round trip.
+
+    pg8000's ``run(sql, stream=...)`` takes the extended protocol: three round trips (parse;
+    describe and bind; execute) and a Python scan of the statement for parameters, most of a
+    small batch's cost (docs/benchmarks.md, "Round trips"). The simple protocol takes one, and
+    lets the statements around the COPY (the timeouts, the COMMIT) ride in the same message.
+
+    pg8000 ends the data with CopyDone and then a Sync, which its extended protocol needs; in
+    the simple protocol, the server answers that Sync with one more ReadyForQuery after the
+    query's own. It is read here, whether the query succeeded or failed, so that the next
+    statement does not take it for its own answer. No data was sent (no Sync) if the server
+    refused the query before asking for it.
+    """
+    stream = _CopyData(payload)
+    conn.send_QUERY(sql)
+    _flush(conn._sock)
+    try:
+        conn.handle_messages(Context(sql, stream=stream))
+    except pg8000.native.DatabaseError:  # the server's error: the line is still in order
+        if stream.sent:
+            conn.handle_messages(Context(None))
+        raise
+    if stream.sent:
+        conn.handle_messages(Context(None))
+
+
+class _CopyData:
+    """The payload as pg8000's COPY stream; notes whether the server asked for it."""
+
+    __slots__ = ("payload", "sent")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.sent = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.sent = True
+        return iter((self.payload,))
 
 
 def set_read_timeout(conn: pg8000.native.Connection, seconds: float | None) -> None:

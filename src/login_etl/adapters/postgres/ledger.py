@@ -42,7 +42,7 @@ def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) 
     transaction (as does every batch on a ledger under row-level security).
     """
     try:
-        session.run(COPY_IDS, stream=[copy_ids(ids)])
+        session.copy_in(COPY_IDS, copy_ids(ids))
     except pg8000.native.DatabaseError as error:
         if sqlstate(error) not in (UNIQUE_VIOLATION, FEATURE_NOT_SUPPORTED):
             raise

@@ -7,10 +7,11 @@ rows are identified (``isolation``) and reported, and the caller writes the rest
 transaction. A refusal that no row can be blamed for raises (``UnattributedRefusalError``),
 so the whole batch is retried.
 
-The rows are made (masked) before the transaction begins, and sent in one ``COPY``: the
-transaction lasts only as long as Postgres's work, and the server never waits on the client
-in the middle of a statement, where no server timeout can reach it (docs/guarantees.md,
-"Deadlines").
+The rows are made (masked, and as COPY text) before the transaction begins, and sent in one
+``COPY`` with the COMMIT in the same message: the transaction lasts only as long as
+Postgres's work, and the server never waits on the client in the middle of a statement, where
+no server timeout can reach it (docs/guarantees.md, "Deadlines"). A batch is three round
+trips: the begin, the ledger's COPY, the rows' COPY and COMMIT.
 """
 
 from __future__ import annotations
@@ -65,14 +66,18 @@ class PostgresLoginStore:
         """All rows in one transaction, or none and the ids of the rows Postgres refused."""
         if not rows:
             return WriteResult()
+        # Made before the transaction: the ledger's locks wait on no Python work.
+        payload = copy_payload([row for _, row in rows])
         session = self._connection(deadline)
         try:
             with transaction(session, deadline):
                 seen = record_ids(session, [mid for mid, _ in rows], deadline)
-                payload = copy_payload([row for mid, row in rows if mid not in seen])
+                if seen:  # a redelivery: the rows of the others only
+                    payload = copy_payload([row for mid, row in rows if mid not in seen])
                 if payload:
-                    session.run(COPY_ROWS, stream=[payload])
-                session.end("COMMIT")
+                    session.copy_in(COPY_ROWS, payload, commit=True)
+                else:
+                    session.end("COMMIT")
             return WriteResult(written=len(rows) - len(seen), duplicates=len(seen))
         except pg8000.native.DatabaseError as error:
             state = sqlstate(error)

@@ -34,6 +34,7 @@ from login_etl.adapters.postgres.connection import (
     close_quietly,
     connect,
     end_backend,
+    run_with_copy,
     set_read_timeout,
     sqlstate,
 )
@@ -104,6 +105,29 @@ class Session:
                 )
         return self.conn.run(statement, **params)
 
+    def copy_in(self, statement: str, payload: bytes, *, commit: bool = False) -> None:
+        """``statement`` (a ``COPY ... FROM STDIN``) reading ``payload``, then the COMMIT if
+        asked, in one round trip (``run_with_copy``).
+
+        The server's timeouts are armed again in the same message when the time left asks for
+        it (as ``run`` does with a round trip of its own); with the COMMIT, each of the two
+        statements gets half of the time left, so that both together end by the deadline.
+        """
+        statements = 2 if commit else 1
+        arm = ""
+        if self.params is not None and self._deadline is not None:
+            left = self._deadline.check()
+            statement_s, idle_s = self._armed
+            if left < statements * statement_s or left + SERVER_FIRST_S < idle_s:
+                arm = self._arm(statements)
+            else:
+                set_read_timeout(
+                    self.conn, _read_timeout(self.params, left, self._statement_timeouts)
+                )
+        run_with_copy(self.conn, f"{arm}{statement}{'; COMMIT' if commit else ''}", payload)
+        if commit:
+            self.backend_pid = 0
+
     def end(self, statement: str) -> None:
         """COMMIT or ROLLBACK; the transaction's process is no longer ours to end.
 
@@ -118,11 +142,12 @@ class Session:
             self.run(statement)
         self.backend_pid = 0
 
-    def _arm(self) -> str:
-        """The SETs of the server's timeouts for the time left now; sets the read timeout."""
+    def _arm(self, statements: int = 1) -> str:
+        """The SETs of the server's timeouts for the time left now, shared by ``statements``
+        statements sent at once; sets the read timeout."""
         assert self.params is not None
         statement_ms, idle_ms, read_s = _timeouts(
-            self.params, self._deadline, self._statement_timeouts
+            self.params, self._deadline, self._statement_timeouts, statements
         )
         set_read_timeout(self.conn, read_s)
         self._armed = (statement_ms / 1000 or math.inf, idle_ms / 1000 or math.inf)
@@ -213,7 +238,10 @@ def _connect_timeout(params: ConnectionParams, deadline: Deadline | None) -> flo
 
 
 def _timeouts(
-    params: ConnectionParams, deadline: Deadline | None, statement_timeouts: int
+    params: ConnectionParams,
+    deadline: Deadline | None,
+    statement_timeouts: int,
+    statements: int = 1,
 ) -> tuple[int, int, float | None]:
     """(statement_timeout ms, idle_in_transaction_session_timeout ms, socket read timeout s).
 
@@ -226,7 +254,7 @@ def _timeouts(
     left_s = deadline.left_s()
     if left_s <= 0:
         raise DeadlineExceededError
-    server_ms = max(1, int((left_s - SERVER_FIRST_S) * 1000))
+    server_ms = max(1, int((left_s - SERVER_FIRST_S) * 1000 / statements))
     statement_ms = min(statement_ms, server_ms) if statement_ms else server_ms
     idle_ms = int(min(left_s, IDLE_LIMIT_S) * 1000) + 1
     return statement_ms, idle_ms, _read_timeout(params, left_s, statement_timeouts)
