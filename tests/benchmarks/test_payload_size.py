@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from benchmarks.payload import PAYLOAD_LIMIT_BYTES, estimate, event_bytes, largest_batch
+from benchmarks.probe import sqs_event
 from login_etl_cli.sample_data import generate
 
 
@@ -29,3 +32,19 @@ def test_at_6_mb_the_batch_is_thousands_of_records() -> None:
 def test_bodies_that_all_fit_say_so() -> None:
     with pytest.raises(ValueError, match="generate more"):
         largest_batch([generate(10, 1)], 200_000)
+
+
+def test_each_record_carries_what_lambda_puts_in_it() -> None:
+    bodies = generate(3, 9)
+    records = sqs_event(bodies)["Records"]
+    assert [record["body"] for record in records] == bodies
+    for record, body in zip(records, bodies, strict=True):
+        assert record["md5OfBody"] == hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
+        assert 320 <= len(record["receiptHandle"]) <= 400  # SQS's are in that range
+        assert set(record["attributes"]) == {
+            "ApproximateReceiveCount",
+            "SentTimestamp",
+            "SenderId",
+            "ApproximateFirstReceiveTimestamp",
+        }
+    assert len({record["receiptHandle"] for record in records}) == 3
