@@ -146,14 +146,18 @@ def measure_size(
     run: dict[str, Contender],
     postgres: TreeMeter,
     floor_parts: Callable[[], dict[str, float]],
+    payload_row: bool = False,
 ) -> dict[str, Any]:
-    """Interleaved rounds for one batch size: each contender's costs, the paired ratios."""
+    """Interleaved rounds for one batch size: each contender's costs, the paired ratios.
+
+    ``payload_row``: the batch is the largest that fits 6 MB; every round's event is measured.
+    """
     calls: dict[str, list[CallCost]] = defaultdict(list)
     parts: dict[str, list[float]] = defaultdict(list)
     largest_event = 0
     for round_ in range(rounds):
         bodies = round_bodies(slot, round_, size)
-        if size > 1_000:  # the payload row: prove every round's event fits
+        if payload_row:
             largest_event = max(largest_event, event_bytes(bodies))
         postgres.rescan()  # autovacuum workers come and go
         for name in turn_order(round_):
@@ -294,6 +298,7 @@ def run_benchmark(quick: bool = False, instructions: bool = True) -> dict[str, A
                 run=run,
                 postgres=postgres,
                 floor_parts=lambda: dict(last_floor),
+                payload_row=slot == largest_slot,
             )
             rows.append(row)
             print(report.render_size(row), flush=True)
