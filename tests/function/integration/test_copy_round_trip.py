@@ -7,12 +7,15 @@ results, or wait forever. Every case is followed by a query whose answer is chec
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pg8000.native
 import pytest
 
 from login_etl.adapters.postgres.connection import connect, run_with_copy
+from login_etl.adapters.postgres.transaction import Session, transaction
+from login_etl.deadline import Deadline
 from tests.postgres_helpers import params
 
 UNIQUE_VIOLATION = "23505"
@@ -83,3 +86,50 @@ def test_a_large_payload_refused_early_leaves_the_line_in_order(
     in_order(conn)
     run_with_copy(conn, "COPY keys FROM STDIN", b"h\n")
     assert keys(conn) == ["h"]
+
+
+def deadline_in(seconds: float) -> Deadline:
+    ends = time.monotonic() + seconds
+    return Deadline(lambda: int((ends - time.monotonic()) * 1000))
+
+
+def backend_of(conn: pg8000.native.Connection) -> int:
+    return int(conn.run("SELECT pg_backend_pid()")[0][0])
+
+
+def test_a_deferred_begin_rides_with_the_first_copy_and_knows_its_process(
+    conn: pg8000.native.Connection,
+) -> None:
+    session = Session(conn, params())
+    with transaction(session, deadline_in(30), deferred=True):
+        assert session.backend_pid == 0  # nothing sent yet
+        session.copy_in("COPY keys FROM STDIN", b"i\n")
+        assert session.backend_pid == backend_of(conn)  # known, to end it if the line is lost
+        assert conn.run("SHOW statement_timeout") != [["0"]]  # armed in the same message
+        session.copy_in("COPY keys FROM STDIN", b"j\n", commit=True)
+    assert session.backend_pid == 0
+    in_order(conn)
+    assert keys(conn) == ["i", "j"]
+
+
+def test_a_first_copy_refused_still_names_its_process_and_rolls_back(
+    conn: pg8000.native.Connection,
+) -> None:
+    conn.run("INSERT INTO keys VALUES ('k')")
+    process = backend_of(conn)
+    session = Session(conn, params())
+    named: list[int] = []
+
+    def first_copy() -> None:
+        with transaction(session, None, deferred=True):
+            try:
+                session.copy_in("COPY keys FROM STDIN", b"k\n")
+            finally:
+                named.append(session.backend_pid)
+
+    with pytest.raises(pg8000.native.DatabaseError):
+        first_copy()
+    assert named == [process]
+    assert session.backend_pid == 0  # rolled back
+    in_order(conn)
+    assert keys(conn) == ["k"]
