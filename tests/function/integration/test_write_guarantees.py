@@ -238,6 +238,21 @@ def test_a_slow_copy_then_a_slow_commit_each_within_the_timeout_are_waited_for(
     assert count(db, "SELECT count(*) FROM user_logins") == 1
 
 
+def test_a_trigger_raising_a_notice_for_every_row_slows_nothing_down(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """20 MB of NOTICEs during a 2.4 MB COPY: the server sends them while the client still
+    sends the data, which it reads only after; the line must neither block nor lose its
+    order."""
+    given_table(db)
+    trigger(db, "chatty", "RAISE NOTICE '%', repeat('n', 2000); RETURN NEW;")
+    wide = row("u")._replace(masked_ip="i" * 100, masked_device_id="d" * 100)
+    batch = [(f"m{i:05}", wide._replace(user_id=f"u{i}")) for i in range(10_000)]
+    assert store.write(batch).written == 10_000
+    assert store.write([("n1", row("v1"))]).written == 1
+    assert count(db, "SELECT count(*) FROM user_logins") == 10_001
+
+
 # --- overlapping batches ----------------------------------------------------------------------
 
 
