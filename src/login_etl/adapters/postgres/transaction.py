@@ -130,9 +130,12 @@ class Session:
 
         The server's timeouts are armed again in the same message when the time left asks for
         it (as ``run`` does with a round trip of its own); with the COMMIT, each of the two
-        statements gets half of the time left, so that both together end by the deadline.
+        statements gets half of the time left, so that both together end by the deadline. The
+        client reads their answers in one read (the server sends them together), so it waits
+        for both statements' timeouts, never past the deadline.
         """
         statements = 2 if commit else 1
+        timeouts = statements * self._statement_timeouts
         arm = ""
         if self.params is not None and self._deadline is not None:
             left = self._deadline.check()
@@ -140,11 +143,11 @@ class Session:
             if self._pending or left < statements * statement_s or left + SERVER_FIRST_S < idle_s:
                 arm = self._arm(statements)
             else:
-                set_read_timeout(
-                    self.conn, _read_timeout(self.params, left, self._statement_timeouts)
-                )
-        elif self._pending and self.params is not None:
-            arm = self._arm(statements)
+                set_read_timeout(self.conn, _read_timeout(self.params, left, timeouts))
+        elif self.params is not None:  # no deadline: both statements' configured timeouts
+            if self._pending:
+                arm = self._arm(statements)
+            set_read_timeout(self.conn, self.params.read_timeout_s(timeouts))
         sql = f"{arm}{statement}{'; COMMIT' if commit else ''}"
         if not self._pending:
             run_with_copy(self.conn, sql, payload)
@@ -298,7 +301,8 @@ def _timeouts(
     server_ms = max(1, int((left_s - SERVER_FIRST_S) * 1000 / statements))
     statement_ms = min(statement_ms, server_ms) if statement_ms else server_ms
     idle_ms = int(min(left_s, IDLE_LIMIT_S) * 1000) + 1
-    return statement_ms, idle_ms, _read_timeout(params, left_s, statement_timeouts)
+    # One read may wait for all of them: the server answers the message's statements at once.
+    return statement_ms, idle_ms, _read_timeout(params, left_s, statements * statement_timeouts)
 
 
 def _read_timeout(params: ConnectionParams, left_s: float, statement_timeouts: int) -> float:
