@@ -19,8 +19,6 @@ from enum import StrEnum
 from login_etl.deadline import Deadline
 from login_etl.ports import LedgerPruner, QueueRetention
 
-PRUNE_LEDGER_ACTION = "prune-ledger"
-
 
 @dataclass(frozen=True, slots=True)
 class LedgerWindow:
