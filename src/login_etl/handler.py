@@ -14,7 +14,7 @@ from login_etl.gc_pause import cyclic_gc_paused
 # The imports make some 40,000 objects that live as long as the container, and no garbage: the
 # collector, run about 100 times while they are made, would find nothing, and every later full
 # collection would walk them all again. Paused, then frozen out of every collection: the init
-# phase is ~35 ms shorter (docs/benchmarks.md, "Cold start").
+# phase is ~38 ms shorter (docs/benchmarks.md, "Cold start").
 with cyclic_gc_paused():
     from collections.abc import Sequence
     from datetime import UTC, datetime
@@ -39,7 +39,7 @@ with cyclic_gc_paused():
     from login_etl.pipeline import BatchOutcome, process_batch
     from login_etl.runtime import Runtime, get_runtime
 
-    gc.freeze()  # before the collector resumes: it would otherwise walk them all once at once
+    gc.freeze()  # while paused: resumed first, the collector would walk them all at once
 
 SCHEDULED_EVENT = "Scheduled Event"
 PRUNE_LEDGER_ACTION = "prune-ledger"  # the PruneLedger rule's constant input's "action"
