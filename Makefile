@@ -85,7 +85,7 @@ test: $(STAMP) $(SAM_BUILT)  ## unit, integration (real Postgres + moto server),
 test-sam-local: $(STAMP) $(TOOLS_STAMP)  ## sam local invoke of every event in a Lambda container (root: starts Docker)
 	$(BIN)/python -m login_etl_local.sam_local --sam $(SAM) --python $(LAMBDA_PYTHON) -- $(ARGS)
 
-bench: $(STAMP) $(SAM_BUILT)  ## interleaved: vs the serial floor and a typical handler; instructions, cold start, RSS (.bench/; ARGS=--record: docs/)
+bench: $(STAMP) $(SAM_BUILT)  ## cost per message (CPU, GB-s) vs the serial floor and a typical handler, interleaved; cold start, RSS, instructions (.bench/; ARGS=--record: docs/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.benchmark $(ARGS)
 

@@ -6,14 +6,10 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks import floor as bench_floor
-from benchmarks.benchmark import (
-    CONTENDERS,
-    by_top_level,
-    spread,
-    turn_order,
-    typical_rounds,
-)
+from benchmarks.benchmark import CONTENDERS, round_bodies, turn_order, typical_rounds
 from benchmarks.instructions import dump_totals
+from benchmarks.startup import by_top_level
+from benchmarks.stats import spread
 from login_etl.domain.masking import DeterministicMasker
 from login_etl_cli.sample_data import generate
 
@@ -28,6 +24,12 @@ def test_the_typical_rounds_are_spread_over_the_whole_run() -> None:
     chosen = typical_rounds(30, 5)
     assert chosen == {0, 6, 12, 18, 24}
     assert typical_rounds(3, 5) == {0, 1, 2}
+
+
+def test_a_longer_batch_of_a_round_starts_with_the_shorter_ones_bodies() -> None:
+    assert round_bodies(3, 7, 500)[:200] == round_bodies(3, 7, 200)
+    assert round_bodies(3, 8, 200) != round_bodies(3, 7, 200)
+    assert round_bodies(2, 7, 200) != round_bodies(3, 7, 200)
 
 
 def test_spread_gives_median_quartiles_and_extremes() -> None:

@@ -7,12 +7,15 @@ results, or wait forever. Every case is followed by a query whose answer is chec
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pg8000.native
 import pytest
 
-from login_etl.adapters.postgres.connection import connect, run_with_copy
+from login_etl.adapters.postgres.connection import close_quietly, connect, run_with_copy
+from login_etl.adapters.postgres.transaction import Session, transaction
+from login_etl.deadline import Deadline
 from tests.postgres_helpers import params
 
 UNIQUE_VIOLATION = "23505"
@@ -24,7 +27,7 @@ def conn(db: pg8000.native.Connection) -> Iterator[pg8000.native.Connection]:
     made = connect(params())
     made.run("CREATE TEMPORARY TABLE keys (k text PRIMARY KEY)")
     yield made
-    made.close()
+    close_quietly(made)  # some tests end its server process
 
 
 def in_order(conn: pg8000.native.Connection) -> None:
@@ -83,3 +86,140 @@ def test_a_large_payload_refused_early_leaves_the_line_in_order(
     in_order(conn)
     run_with_copy(conn, "COPY keys FROM STDIN", b"h\n")
     assert keys(conn) == ["h"]
+
+
+def deadline_in(seconds: float) -> Deadline:
+    ends = time.monotonic() + seconds
+    return Deadline(lambda: int((ends - time.monotonic()) * 1000))
+
+
+def backend_of(conn: pg8000.native.Connection) -> int:
+    return int(conn.run("SELECT pg_backend_pid()")[0][0])
+
+
+def test_a_deferred_begin_rides_with_the_first_copy_and_knows_its_process(
+    conn: pg8000.native.Connection,
+) -> None:
+    session = Session(conn, params())
+    with transaction(session, deadline_in(30), deferred=True):
+        assert session.backend_pid == 0  # nothing sent yet
+        session.copy_in("COPY keys FROM STDIN", b"i\n")
+        assert session.backend_pid == backend_of(conn)  # known, to end it if the line is lost
+        assert conn.run("SHOW statement_timeout") != [["0"]]  # armed in the same message
+        session.copy_in("COPY keys FROM STDIN", b"j\n", commit=True)
+    assert session.backend_pid == 0
+    in_order(conn)
+    assert keys(conn) == ["i", "j"]
+
+
+def test_a_first_copy_refused_still_names_its_process_and_rolls_back(
+    conn: pg8000.native.Connection,
+) -> None:
+    conn.run("INSERT INTO keys VALUES ('k')")
+    process = backend_of(conn)
+    session = Session(conn, params())
+    named: list[int] = []
+
+    def first_copy() -> None:
+        with transaction(session, None, deferred=True):
+            try:
+                session.copy_in("COPY keys FROM STDIN", b"k\n")
+            finally:
+                named.append(session.backend_pid)
+
+    with pytest.raises(pg8000.native.DatabaseError):
+        first_copy()
+    assert named == [process]
+    assert session.backend_pid == 0  # rolled back
+    in_order(conn)
+    assert keys(conn) == ["k"]
+
+
+def test_a_commit_refused_after_its_copy_leaves_the_line_in_order(
+    conn: pg8000.native.Connection,
+) -> None:
+    """The COPY succeeds and the COMMIT of the same message fails (a deferred constraint):
+    the server answers the query and then the Sync, both read."""
+    conn.run("CREATE TEMPORARY TABLE late (k text UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    conn.run("START TRANSACTION")
+    with pytest.raises(pg8000.native.DatabaseError) as refused:
+        run_with_copy(conn, "COPY late FROM STDIN; COMMIT", b"i\ni\n")
+    assert refused.value.args[0]["C"] == UNIQUE_VIOLATION
+    in_order(conn)
+    assert conn.run("SELECT count(*) FROM late") == [[0]]  # rolled back, and no transaction
+    assert conn.run("SELECT now() = statement_timestamp()") == [[True]]
+
+
+def test_a_statement_timeout_during_a_large_copy_leaves_the_line_in_order(
+    conn: pg8000.native.Connection,
+) -> None:
+    """The server cancels the COPY while the client is still sending its data."""
+    conn.run(
+        "CREATE FUNCTION pg_temp.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " PERFORM pg_sleep(0.001); RETURN NEW; END $$"
+    )
+    conn.run(
+        "CREATE TRIGGER slow BEFORE INSERT ON keys FOR EACH ROW EXECUTE FUNCTION pg_temp.slow()"
+    )
+    conn.run("START TRANSACTION")
+    payload = b"".join(b"t%d\n" % i for i in range(200_000))
+    with pytest.raises(pg8000.native.DatabaseError) as cancelled:
+        run_with_copy(conn, "SET LOCAL statement_timeout = 200; COPY keys FROM STDIN", payload)
+    assert cancelled.value.args[0]["C"] == "57014"
+    conn.run("ROLLBACK")
+    in_order(conn)
+    assert keys(conn) == []
+
+
+def test_notices_during_the_copy_leave_the_line_in_order(conn: pg8000.native.Connection) -> None:
+    conn.run(
+        "CREATE FUNCTION pg_temp.chatty() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " RAISE WARNING 'row %', NEW.k; RETURN NEW; END $$"
+    )
+    conn.run(
+        "CREATE TRIGGER chatty BEFORE INSERT ON keys FOR EACH ROW EXECUTE FUNCTION pg_temp.chatty()"
+    )
+    conn.run("START TRANSACTION")
+    run_with_copy(conn, "COPY keys FROM STDIN; COMMIT", b"j\nk\n")
+    in_order(conn)
+    assert keys(conn) == ["j", "k"]
+
+
+def test_an_empty_payload_copies_nothing_and_leaves_the_line_in_order(
+    conn: pg8000.native.Connection,
+) -> None:
+    run_with_copy(conn, "COPY keys FROM STDIN", b"")
+    in_order(conn)
+    assert keys(conn) == []
+
+
+def test_a_set_refused_in_an_aborted_transaction_asks_for_no_data(
+    conn: pg8000.native.Connection,
+) -> None:
+    """The timeouts armed in the COPY's message, in a transaction a statement already failed
+    (25P02): the COPY never runs, no data is sent, no extra answer is waited for."""
+    conn.run("START TRANSACTION")
+    with pytest.raises(pg8000.native.DatabaseError):
+        conn.run("SELECT 1/0")
+    with pytest.raises(pg8000.native.DatabaseError) as refused:
+        run_with_copy(conn, "SET LOCAL statement_timeout = 5000; COPY keys FROM STDIN", b"l\n")
+    assert refused.value.args[0]["C"] == "25P02"
+    conn.run("ROLLBACK")
+    in_order(conn)
+    assert keys(conn) == []
+
+
+def test_a_session_ended_during_the_copy_is_a_lost_line(conn: pg8000.native.Connection) -> None:
+    """A failover or a DBA ends the server process while it copies: the client learns it at
+    once (no wait for an answer that never comes) as a lost line or the server's error."""
+    conn.run(
+        "CREATE FUNCTION pg_temp.ended() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$"
+    )
+    conn.run(
+        "CREATE TRIGGER ended BEFORE INSERT ON keys FOR EACH ROW EXECUTE FUNCTION pg_temp.ended()"
+    )
+    # What the function takes as a lost line: pg8000's InterfaceError or the socket's OSError
+    # (transaction.CONNECTION_LOST), whichever the reset reaches first.
+    with pytest.raises((pg8000.native.InterfaceError, pg8000.native.DatabaseError, OSError)):
+        run_with_copy(conn, "COPY keys FROM STDIN", b"m\n" * 1000)

@@ -35,7 +35,7 @@ from login_etl_cli.sample_data import generate
 from login_etl_cli.seeding import send_bodies
 from login_etl_local.event_source_mapping import LocalContext
 from login_etl_local.provisioning import Provisioned
-from tests.postgres_helpers import count, ledger, params, row, wait_for
+from tests.postgres_helpers import count, function_sessions, ledger, params, row, wait_for
 from tests.sqs_helpers import receive_event
 
 BATCH = 200
@@ -218,6 +218,45 @@ def test_every_statement_of_a_write_ends_by_the_deadline(
 
     elapsed_s = time.monotonic() - started
     assert elapsed_s <= remaining_s - MARGIN_S + END_BACKEND_TIMEOUT_S
+
+
+def test_a_commit_that_never_ends_ends_by_the_deadline_and_commits_nothing(
+    tables: pg8000.native.Connection, store: PostgresLoginStore
+) -> None:
+    """The rows' COPY takes 0.8 s, then its COMMIT, in the same message, runs a deferred
+    constraint trigger that never ends. Postgres stops the statement timeout before it
+    commits (deferred triggers run unbounded by it, with or without the COMMIT in the COPY's
+    message), so the client's read timeout, the time left, ends the wait, and the server
+    process is ended from outside: nothing is committed, and the next write goes through."""
+    db = tables
+    db.run(
+        "CREATE OR REPLACE FUNCTION slow_copy() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN PERFORM pg_sleep(0.8); RETURN NULL; END $$"
+    )
+    db.run(
+        "CREATE TRIGGER slow_copy AFTER INSERT ON user_logins"
+        " FOR EACH STATEMENT EXECUTE FUNCTION slow_copy()"
+    )
+    db.run(
+        "CREATE OR REPLACE FUNCTION stuck_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.user_id = 'stuck' THEN PERFORM pg_sleep(60); END IF; RETURN NULL; END $$"
+    )
+    db.run(
+        "CREATE CONSTRAINT TRIGGER stuck_commit AFTER INSERT ON user_logins"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION stuck_commit()"
+    )
+    remaining_s = MARGIN_S + 2.5
+    deadline = deadline_in(remaining_s)
+    started = time.monotonic()
+
+    with pytest.raises((TimeoutError, pg8000.native.InterfaceError)):  # no answer in time
+        store.write([("m1", row("stuck")), ("m2", row("u2"))], deadline)
+
+    assert time.monotonic() - started <= remaining_s - MARGIN_S + END_BACKEND_TIMEOUT_S
+    wait_for(lambda: function_sessions(db) == 0, "the stuck server process is gone")
+    assert count(db, "SELECT count(*) FROM user_logins") == 0
+    assert ledger(db) == set()
+    assert store.write([("m2", row("u2"))]).written == 1
 
 
 def test_a_prune_waits_on_the_ledgers_lock_no_longer_than_its_time_left(

@@ -16,6 +16,7 @@ import boto3
 import pg8000.native
 import pytest
 
+from login_etl.adapters.postgres import connection
 from login_etl.adapters.postgres.isolation import UnattributedRefusalError
 from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
@@ -201,6 +202,55 @@ def test_a_lock_wait_past_the_time_left_is_ended_by_the_server_first(
     db.run("COMMIT")
     assert store.write([("m2", row("u2"))]).written == 1
     store.close()
+
+
+@pytest.mark.parametrize("lambda_deadline", [True, False], ids=["deadline", "no-deadline"])
+def test_a_slow_copy_then_a_slow_commit_each_within_the_timeout_are_waited_for(
+    db: pg8000.native.Connection, monkeypatch: pytest.MonkeyPatch, lambda_deadline: bool
+) -> None:
+    """The rows' COPY and the COMMIT travel in one message and the server answers them
+    together: the client's one read waits for both statements, each within the statement
+    timeout (a slow disk during the COPY, a deferred constraint trigger at the COMMIT), not
+    for one statement's timeout and its margin."""
+    given_table(db)
+    db.run(
+        "CREATE OR REPLACE FUNCTION slow_step() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " PERFORM pg_sleep(0.8); RETURN NULL; END $$"
+    )
+    db.run(
+        "CREATE TRIGGER slow_copy AFTER INSERT ON user_logins"
+        " FOR EACH STATEMENT EXECUTE FUNCTION slow_step()"
+    )
+    db.run(
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON user_logins"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_step()"
+    )
+    # The client's margin over the 1 s statement timeout, shortened from 10 s: 1.3 s a read.
+    monkeypatch.setattr(connection, "READ_TIMEOUT_MARGIN_S", 0.3)
+    ends = time.monotonic() + 30
+    deadline = Deadline(lambda: int((ends - time.monotonic()) * 1000)) if lambda_deadline else None
+    store = PostgresLoginStore(params(statement_timeout_ms=1_000))
+    try:
+        result = store.write([("m1", row("u1"))], deadline)
+    finally:
+        store.close()
+    assert result.written == 1
+    assert count(db, "SELECT count(*) FROM user_logins") == 1
+
+
+def test_a_trigger_raising_a_notice_for_every_row_slows_nothing_down(
+    store: PostgresLoginStore, db: pg8000.native.Connection
+) -> None:
+    """20 MB of NOTICEs during a 2.4 MB COPY: the server sends them while the client still
+    sends the data, which it reads only after; the line must neither block nor lose its
+    order."""
+    given_table(db)
+    trigger(db, "chatty", "RAISE NOTICE '%', repeat('n', 2000); RETURN NEW;")
+    wide = row("u")._replace(masked_ip="i" * 100, masked_device_id="d" * 100)
+    batch = [(f"m{i:05}", wide._replace(user_id=f"u{i}")) for i in range(10_000)]
+    assert store.write(batch).written == 10_000
+    assert store.write([("n1", row("v1"))]).written == 1
+    assert count(db, "SELECT count(*) FROM user_logins") == 10_001
 
 
 # --- overlapping batches ----------------------------------------------------------------------

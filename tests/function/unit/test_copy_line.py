@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,4 +58,30 @@ rows = st.builds(
 def test_a_payload_is_its_rows_lines_in_order(batch: list[UserLoginRow]) -> None:
     """The payload is written at once and checked after; a row that needs escaping anywhere
     in the batch must still come out as its own line."""
+    assert copy_payload(batch) == "".join(map(reference, batch)).encode("utf-8")
+
+
+def plain(user_id: str = "u", locale: str | None = "RU", device_type: str = "ios") -> UserLoginRow:
+    return UserLoginRow(
+        user_id, device_type, "gAAAA-ip_=", "gAAAA-dev=", locale, 1, date(2026, 1, 2)
+    )
+
+
+# Batches whose free text needs escaping, beside rows whose own characters could make the
+# counts the payload is checked by come out right (a NULL locale is one backslash of its own).
+ESCAPE_BATCHES = {
+    "a backslash beside no NULL locale": [plain("a\\b"), plain()],
+    "a backslash and a NULL locale": [plain("a\\b", locale=None), plain(locale=None)],
+    "a user id spelled \\N": [plain("\\N"), plain()],
+    "a locale spelled \\N": [plain(locale="\\N")],
+    "an empty locale (text, not NULL)": [plain(locale="")],
+    "a carriage return alone": [plain("a\rb")],
+    "a CR LF": [plain(device_type="x\r\n")],
+    "a tab in one row, a newline in another": [plain("a\tb"), plain(locale="x\ny")],
+    "the end-of-data marker": [plain("\\."), plain()],
+}
+
+
+@pytest.mark.parametrize("batch", ESCAPE_BATCHES.values(), ids=ESCAPE_BATCHES.keys())
+def test_a_payload_that_needs_escaping_is_its_rows_lines(batch: list[UserLoginRow]) -> None:
     assert copy_payload(batch) == "".join(map(reference, batch)).encode("utf-8")

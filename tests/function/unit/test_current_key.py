@@ -133,3 +133,19 @@ def test_a_bug_is_not_mistaken_for_an_outage() -> None:
     aws.parameter = "wrapped-2"
     with pytest.raises(StopIteration):
         current.current()
+
+
+def test_after_a_rotation_a_value_remembered_under_the_old_key_gets_the_new_keys_token() -> None:
+    """Tokens are remembered per key: the old key's memory never answers for the new key."""
+    aws = FakeAws()
+    current = aws.key()
+    values = ["199.172.111.135", "593-47-5928"]
+    before = dict(current.tokens_of()(values))
+    aws.parameter = "wrapped-2"
+    aws.now += MAX_AGE + 1
+
+    after = current.tokens_of()(values)
+
+    new = DeterministicMasker(KEYS["wrapped-2"])
+    assert {v: after[v] for v in values} == {v: new.mask(v) for v in values}
+    assert before == {v: DeterministicMasker(KEYS["wrapped-1"]).mask(v) for v in values}

@@ -201,3 +201,19 @@ def test_the_memo_gives_every_value_its_token_and_masks_each_once(
         assert len(masked[before:]) == len(set(masked[before:]))  # once per batch at most
     if max_entries >= sum(len(set(batch)) for batch in batches):
         assert len(masked) == len(set(masked))  # nothing forgotten: each value masked once
+
+
+EDGE_BATCHES = {
+    "empty": [],
+    "one value": ["199.172.111.135"],
+    "only values of two blocks or more": ["d" * 16, "é" * 16, "x" * 40],
+    # 15, 16, 31 and 32 UTF-8 bytes: the last one-block value, the first two-block one...
+    "at the block boundaries": ["a" * 15, "a" * 16, "é" * 15 + "a", "\U0001f600" * 8],
+    "one length, one base64 stride": ["1.2.3.4", "5.6.7.8", "9.9.9.9"],
+    "zero bytes": ["\0" * 15, "\0" * 16, "\0"],
+}
+
+
+@pytest.mark.parametrize("batch", EDGE_BATCHES.values(), ids=EDGE_BATCHES.keys())
+def test_a_batch_at_the_edges_is_the_reference_construction(batch: list[str]) -> None:
+    assert MASKER.mask_many(batch) == [reference_mask(KEY, value) for value in batch]

@@ -126,3 +126,26 @@ def test_a_lost_line_abandons_the_transaction(monkeypatch: pytest.MonkeyPatch) -
         lose_the_line_inside()
     assert ended == [4242]
     assert open_session.lost
+
+
+def test_a_deferred_transaction_that_runs_nothing_sends_nothing() -> None:
+    conn = RecordingConnection()
+    deferred = session(conn)
+    with transaction.transaction(deferred, Deadline(lambda: 60_000), deferred=True):
+        pass  # nothing to roll back
+    with transaction.transaction(deferred, Deadline(lambda: 60_000), deferred=True):
+        deferred.end("COMMIT")
+    assert conn.sent == []
+    assert not deferred.in_transaction
+
+
+def test_a_statement_after_a_deferred_begin_sends_the_begin_first() -> None:
+    conn = RecordingConnection()
+    deferred = session(conn)
+    deferred.begin(Deadline(lambda: 60_000), deferred=True)
+    deferred.run("SELECT 1")
+    begin, statement = conn.sent
+    assert begin.startswith("START TRANSACTION;")
+    assert "statement_timeout" in begin
+    assert statement == "SELECT 1"
+    assert deferred.backend_pid == 4242

@@ -106,7 +106,12 @@ def connect(params: ConnectionParams, timeout_s: float | None = None) -> pg8000.
     return conn
 
 
-def run_with_copy(conn: pg8000.native.Connection, sql: str, payload: bytes) -> None:
+def run_with_copy(
+    conn: pg8000.native.Connection,
+    sql: str,
+    payload: bytes,
+    rows: list[list[Any]] | None = None,
+) -> None:
     """A simple query whose one ``COPY ... FROM STDIN`` reads ``payload``: one round trip.
 
     pg8000's ``run(sql, stream=...)`` takes the extended protocol: three round trips (parse;
@@ -118,13 +123,16 @@ def run_with_copy(conn: pg8000.native.Connection, sql: str, payload: bytes) -> N
     the simple protocol, the server answers that Sync with one more ReadyForQuery after the
     query's own. It is read here, whether the query succeeded or failed, so that the next
     statement does not take it for its own answer. No data was sent (no Sync) if the server
-    refused the query before asking for it.
+    refused the query before asking for it. The rows of the statements before the COPY go to
+    ``rows`` as they arrive, so that the caller has them even if the COPY then fails.
     """
     stream = _CopyData(payload)
+    context = Context(sql, stream=stream)
+    context.rows = rows
     conn.send_QUERY(sql)
     _flush(conn._sock)
     try:
-        conn.handle_messages(Context(sql, stream=stream))
+        conn.handle_messages(context)
     except pg8000.native.DatabaseError:  # the server's error: the line is still in order
         if stream.sent:
             conn.handle_messages(Context(None))

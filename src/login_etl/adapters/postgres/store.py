@@ -10,8 +10,8 @@ so the whole batch is retried.
 The rows are made (masked, and as COPY text) before the transaction begins, and sent in one
 ``COPY`` with the COMMIT in the same message: the transaction lasts only as long as
 Postgres's work, and the server never waits on the client in the middle of a statement, where
-no server timeout can reach it (docs/guarantees.md, "Deadlines"). A batch is three round
-trips: the begin, the ledger's COPY, the rows' COPY and COMMIT.
+no server timeout can reach it (docs/guarantees.md, "Deadlines"). A batch is two round
+trips: the begin with the ledger's COPY, then the rows' COPY with the COMMIT.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class PostgresLoginStore:
         payload = copy_payload([row for _, row in rows])
         session = self._connection(deadline)
         try:
-            with transaction(session, deadline):
+            with transaction(session, deadline, deferred=True):  # begun by the ledger's COPY
                 seen = record_ids(session, [mid for mid, _ in rows], deadline)
                 if seen:  # a redelivery: the rows of the others only
                     payload = copy_payload([row for mid, row in rows if mid not in seen])

@@ -70,9 +70,15 @@ class Session:
     _deadline: Deadline | None = None
     _statement_timeouts: int = 1
     _armed: tuple[float, float] = (0.0, 0.0)
+    _pending: bool = False  # begun, not sent yet: the first statement carries the begin
 
-    def begin(self, deadline: Deadline | None, statement_timeouts: int = 1) -> None:
+    def begin(
+        self, deadline: Deadline | None, statement_timeouts: int = 1, *, deferred: bool = False
+    ) -> None:
         """START TRANSACTION with its timeouts, in one round trip; records the server process.
+
+        ``deferred``: sent with the first statement instead, in the same message when that is
+        a COPY (``copy_in``), to save the batch a round trip.
 
         The process is asked per transaction, not per connection: behind RDS Proxy each
         transaction may run on another one, and a client that gives up must end the right one.
@@ -81,9 +87,20 @@ class Session:
         """
         self.backend_pid = 0
         self._deadline, self._statement_timeouts = deadline, statement_timeouts
+        self._pending = deferred
+        if not deferred:
+            self._send_begin()
+
+    def _send_begin(self) -> None:
+        self._pending = False
         timeouts = "" if self.params is None else self._arm()
         rows = self.conn.run(f"START TRANSACTION; {timeouts} SELECT pg_backend_pid()")
         self.backend_pid = int(rows[-1][0])
+
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open on the server, or begun and about to be sent."""
+        return self._pending or self.backend_pid != 0
 
     def run(self, statement: str, **params: Any) -> Any:
         """A statement of the transaction, none of its waits past the deadline.
@@ -92,6 +109,8 @@ class Session:
         than they are (a SET round trip, only near the deadline); the socket's read timeout is
         set for each statement.
         """
+        if self._pending:
+            self._send_begin()
         if self.params is not None and self._deadline is not None:
             left = self._deadline.check()
             statement_s, idle_s = self._armed
@@ -111,20 +130,37 @@ class Session:
 
         The server's timeouts are armed again in the same message when the time left asks for
         it (as ``run`` does with a round trip of its own); with the COMMIT, each of the two
-        statements gets half of the time left, so that both together end by the deadline.
+        statements gets half of the time left, so that both together end by the deadline. The
+        client reads their answers in one read (the server sends them together), so it waits
+        for both statements' timeouts, never past the deadline.
         """
         statements = 2 if commit else 1
+        timeouts = statements * self._statement_timeouts
         arm = ""
         if self.params is not None and self._deadline is not None:
             left = self._deadline.check()
             statement_s, idle_s = self._armed
-            if left < statements * statement_s or left + SERVER_FIRST_S < idle_s:
+            if self._pending or left < statements * statement_s or left + SERVER_FIRST_S < idle_s:
                 arm = self._arm(statements)
             else:
-                set_read_timeout(
-                    self.conn, _read_timeout(self.params, left, self._statement_timeouts)
+                set_read_timeout(self.conn, _read_timeout(self.params, left, timeouts))
+        elif self.params is not None:  # no deadline: both statements' configured timeouts
+            if self._pending:
+                arm = self._arm(statements)
+            set_read_timeout(self.conn, self.params.read_timeout_s(timeouts))
+        sql = f"{arm}{statement}{'; COMMIT' if commit else ''}"
+        if not self._pending:
+            run_with_copy(self.conn, sql, payload)
+        else:  # the begin in the same message; its process known as soon as it answers
+            self._pending = False
+            rows: list[list[Any]] = []
+            try:
+                run_with_copy(
+                    self.conn, f"START TRANSACTION; SELECT pg_backend_pid(); {sql}", payload, rows
                 )
-        run_with_copy(self.conn, f"{arm}{statement}{'; COMMIT' if commit else ''}", payload)
+            finally:
+                if rows:
+                    self.backend_pid = int(rows[0][0])
         if commit:
             self.backend_pid = 0
 
@@ -134,6 +170,9 @@ class Session:
         A ROLLBACK arms nothing (a SET in an aborted transaction is refused, 25P02) and runs
         even with no time left, within the margin kept for it.
         """
+        if self._pending:  # nothing was sent: nothing to end
+            self._pending = False
+            return
         if statement == "ROLLBACK":
             if self._deadline is not None:
                 set_read_timeout(self.conn, ROLLBACK_TIMEOUT_S)
@@ -180,9 +219,14 @@ class Session:
 
 @contextmanager
 def transaction(
-    session: Session, deadline: Deadline | None, statement_timeouts: int = 1
+    session: Session,
+    deadline: Deadline | None,
+    statement_timeouts: int = 1,
+    *,
+    deferred: bool = False,
 ) -> Iterator[Session]:
-    """A transaction the block ends with ``session.end("COMMIT")``, or that is rolled back.
+    """A transaction the block ends with ``session.end("COMMIT")``, or that is rolled back;
+    ``deferred``: its begin goes with the first statement (``Session.begin``).
 
     A server error leaves the connection usable (rolled back, then raised); a lost line or a
     client timeout abandons the transaction; anything else (an interrupt, a bug) closes the
@@ -191,9 +235,9 @@ def transaction(
     if deadline is not None:
         deadline.check()  # no time left: nothing begun, and the connection kept
     try:
-        session.begin(deadline, statement_timeouts)
+        session.begin(deadline, statement_timeouts, deferred=deferred)
         yield session
-        if session.backend_pid:
+        if session.in_transaction:
             session.end("ROLLBACK")  # the block did not commit
     except pg8000.native.DatabaseError:
         # After a failed statement (or COMMIT) the transaction is aborted or gone; ROLLBACK
@@ -257,7 +301,8 @@ def _timeouts(
     server_ms = max(1, int((left_s - SERVER_FIRST_S) * 1000 / statements))
     statement_ms = min(statement_ms, server_ms) if statement_ms else server_ms
     idle_ms = int(min(left_s, IDLE_LIMIT_S) * 1000) + 1
-    return statement_ms, idle_ms, _read_timeout(params, left_s, statement_timeouts)
+    # One read may wait for all of them: the server answers the message's statements at once.
+    return statement_ms, idle_ms, _read_timeout(params, left_s, statements * statement_timeouts)
 
 
 def _read_timeout(params: ConnectionParams, left_s: float, statement_timeouts: int) -> float:
