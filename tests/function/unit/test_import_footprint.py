@@ -20,6 +20,7 @@ from login_etl.adapters import log_redaction
 DEFERRED = (
     "login_etl.drain",  # the scheduled trigger
     "login_etl.adapters.sqs_queue",  # the scheduled trigger, the prune's window
+    "login_etl.queue_ports",  # the same
     "concurrent.futures.thread",  # the drain's thread pool
     "login_etl.ledger_pruning",  # the prune
     "login_etl.adapters.postgres.isolation",  # a batch Postgres refused
