@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from login_etl.domain.models import QueueMessage
 from login_etl.pipeline import BatchOutcome
-from login_etl.ports import DeleteFailure, MessageQueue, ReceivedMessage
+from login_etl.queue_ports import DeleteFailure, MessageQueue, ReceivedMessage
 
 Process = Callable[[Sequence[QueueMessage]], BatchOutcome]
 

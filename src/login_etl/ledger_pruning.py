@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from login_etl.deadline import Deadline
-from login_etl.ports import LedgerPruner, QueueRetention
-
-PRUNE_LEDGER_ACTION = "prune-ledger"
+from login_etl.ports import LedgerPruner
+from login_etl.queue_ports import QueueRetention
 
 
 @dataclass(frozen=True, slots=True)

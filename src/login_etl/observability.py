@@ -7,15 +7,17 @@ are logged with the message id, a reason code and a detail that names fields, no
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from login_etl.config import Settings
-from login_etl.drain import DrainSummary
-from login_etl.ledger_pruning import LedgerWindow, PruneSummary
-from login_etl.pipeline import BatchOutcome
+if TYPE_CHECKING:  # annotations only: the drain and the prune are imported when they run
+    from login_etl.config import Settings
+    from login_etl.drain import DrainSummary
+    from login_etl.ledger_pruning import LedgerWindow, PruneSummary
+    from login_etl.pipeline import BatchOutcome
 
 # Every metric carries the dimension service=SERVICE; the template's dashboard and alarms
 # select the metrics by this namespace and that dimension (a test keeps them in step).

@@ -1,4 +1,8 @@
-"""The small interfaces the pipeline depends on; adapters/ implements them."""
+"""The small interfaces the pipeline depends on; adapters/ implements them.
+
+The queue's, which only the scheduled drain and the ledger's prune use, are in ``queue_ports``:
+the SQS trigger's cold start does without them (docs/benchmarks.md, "Cold start").
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from login_etl.deadline import Deadline
-from login_etl.domain.models import QueueMessage, UserLoginRow
+from login_etl.domain.models import UserLoginRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,49 +56,9 @@ class LedgerPruner(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class QueueRetention:
-    """How long the event source queue and its dead-letter queue keep a message, in seconds."""
-
-    queue_s: int
-    dlq_s: int | None  # None: the queue has no redrive policy
-
-
 class DataKeySource(Protocol):
     """Where the plaintext Fernet data key comes from (KMS, in production)."""
 
     def data_key(self) -> bytes:
         """Return the 32-byte plaintext data key. Raises if the key service is unavailable."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedMessage:
-    """A message taken off the queue by the drain, with the handle that deletes it."""
-
-    message: QueueMessage
-    receipt_handle: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteFailure:
-    """A message SQS did not delete: it will come back, and the ledger makes that harmless."""
-
-    message_id: str
-    code: str
-
-
-class MessageQueue(Protocol):
-    """The queue the scheduled drain reads (SQS, in production)."""
-
-    def receive(self) -> list[ReceivedMessage]:
-        """Up to 10 messages, waiting (long polling) a little if none is visible."""
-        ...
-
-    def delete(self, messages: Sequence[ReceivedMessage]) -> list[DeleteFailure]:
-        """Delete the messages; return those the queue did not delete, and why."""
-        ...
-
-    def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Make messages visible again at once (received, but never processed)."""
         ...

@@ -11,14 +11,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from aws_lambda_powertools.utilities.parameters import SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from login_etl.adapters import aws
-from login_etl.adapters.config_stores import read_json_secret
+from login_etl.adapters.config_stores import CachedParameter, read_json_secret
 from login_etl.adapters.kms_data_key import DataKeyError, KmsDataKeySource
 from login_etl.adapters.postgres.connection import ConnectionParams
 from login_etl.adapters.postgres.credentials import (
@@ -28,7 +26,6 @@ from login_etl.adapters.postgres.credentials import (
     RereadParams,
 )
 from login_etl.adapters.postgres.store import PostgresLoginStore
-from login_etl.adapters.sqs_queue import SqsQueue, queue_retention
 from login_etl.config import (
     KMS_ENCRYPTION_CONTEXT,
     ConfigurationError,
@@ -37,12 +34,17 @@ from login_etl.config import (
     connection_params_from_url,
 )
 from login_etl.domain.masking import DeterministicMasker, TokenMemo, TokensOf
-from login_etl.ledger_pruning import LedgerWindow, ledger_window
 from login_etl.observability import report_key_refresh_failure
 
-# What a refresh can fail with: SSM (Powertools wraps every error), KMS (an API error, or no
-# answer at all), a ciphertext that is not one. A bug of ours is none of these: it propagates.
-REFRESH_ERRORS = (GetParameterError, ClientError, BotoCoreError, DataKeyError)
+# Imported where used: the first SQS invocation needs neither the drain's queue nor the
+# prune's window, and the cold start does not pay for them (docs/benchmarks.md, "Cold start").
+if TYPE_CHECKING:
+    from login_etl.adapters.sqs_queue import SqsQueue
+    from login_etl.ledger_pruning import LedgerWindow
+
+# What a refresh can fail with: SSM and KMS (an API error, or no answer at all), a ciphertext
+# that is not one. A bug of ours is none of these: it propagates.
+REFRESH_ERRORS = (ClientError, BotoCoreError, DataKeyError)
 
 
 class LoadedKey(NamedTuple):
@@ -55,8 +57,8 @@ class LoadedKey(NamedTuple):
 class CurrentKey:
     """The data key the function masks with, following ``login-etl keys rotate``.
 
-    The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS`` (Powertools'
-    parameter cache), so a rotation reaches warm containers within that time; KMS is called
+    The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS``
+    (``CachedParameter``), so a rotation reaches warm containers within that time; KMS is called
     only when the ciphertext changed. Tokens are remembered per key (repeated devices
     and IPs cost one encryption per container).
 
@@ -84,7 +86,7 @@ class CurrentKey:
         # Made on first read: not needed with DATA_KEY_CIPHERTEXT, and a first SSM client
         # is a noticeable part of the cold start (docs/benchmarks.md, "Throughput, cold start,
         # memory").
-        self._provider: SSMProvider | None = None
+        self._provider: CachedParameter | None = None
         self._loaded: tuple[str, LoadedKey] | None = None
         self._hold_until = 0.0  # after a failed refresh: no new attempt before then
 
@@ -118,11 +120,13 @@ class CurrentKey:
         if settings.data_key_ciphertext:
             return settings.data_key_ciphertext
         if self._provider is None:
-            self._provider = SSMProvider(boto3_client=aws.ssm())
-        value = self._provider.get(
-            str(settings.data_key_parameter), max_age=settings.data_key_max_age_s
-        )
-        return str(value)
+            self._provider = CachedParameter(
+                aws.ssm(),
+                str(settings.data_key_parameter),
+                settings.data_key_max_age_s,
+                self._clock,
+            )
+        return self._provider.get()
 
 
 def _kms_decrypt(ciphertext: str) -> bytes:
@@ -130,15 +134,12 @@ def _kms_decrypt(ciphertext: str) -> bytes:
 
 
 def _failure_code(error: BaseException) -> str:
-    """What went wrong, safe to log: an AWS error code or an exception class, never a message.
-
-    Powertools wraps SSM's error in ``GetParameterError`` (as its context): look inside.
-    """
+    """What went wrong, safe to log: an AWS error code or an exception class, never a message."""
     inner = error.__cause__ or error.__context__
     for candidate in (error, inner):
         if isinstance(candidate, ClientError):
             return str(candidate.response.get("Error", {}).get("Code", "ClientError"))
-    return type(inner if isinstance(error, GetParameterError) and inner else error).__name__
+    return type(error).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +152,17 @@ class Runtime:
 
     def queue(self) -> SqsQueue:
         """The queue the scheduled drain reads; only that trigger needs ``QUEUE_URL``."""
+        from login_etl.adapters.sqs_queue import SqsQueue  # noqa: PLC0415 - the drain's only
+
         if not self.settings.queue_url:
             raise ConfigurationError("set QUEUE_URL: the scheduled trigger drains that queue")
         return SqsQueue(aws.sqs(), self.settings.queue_url, wait_time_s=self.settings.drain_wait_s)
 
     def ledger_window(self) -> LedgerWindow:
         """The ledger's window from the settings and, where they can be read, the queues."""
+        from login_etl.adapters.sqs_queue import queue_retention  # noqa: PLC0415 - the prune's
+        from login_etl.ledger_pruning import ledger_window  # noqa: PLC0415 - only
+
         settings = self.settings
         observed = None
         if settings.queue_url:

@@ -1,4 +1,10 @@
-"""boto3 clients with botocore's standard retry mode and bounded timeouts, made once.
+"""AWS clients with botocore's standard retry mode and bounded timeouts, made once.
+
+Made by botocore itself, not ``boto3.client``: the clients are the same (boto3 only adds its
+resources and S3 transfers, neither used here), and ``import boto3`` also imports s3transfer,
+multiprocessing and boto3's resource model, a large part of the cold start for nothing
+(docs/development.md, "Runtime dependencies"). The standard configuration applies unchanged:
+``AWS_ENDPOINT_URL`` (and per service), the region, the credential chain, config files.
 
 Importing this module also makes botocore's DEBUG logging payload-free (``log_redaction``): every
 AWS call of the function goes through a client made here, so no client exists before the filters.
@@ -9,7 +15,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 from login_etl.adapters import log_redaction
@@ -38,7 +44,8 @@ SQS_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=25, max_pool_connections=32
 @cache
 def _client(service: str) -> Any:
     config = SQS_CONFIG if service == "sqs" else CLIENT_CONFIG
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    # A session of its own per client, as boto3.session.Session().client(...) made it.
+    return botocore.session.get_session().create_client(service, config=config)
 
 
 def kms() -> KMSClient:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from login_etl.domain.models import QueueMessage
-from login_etl.ports import DeleteFailure, QueueRetention, ReceivedMessage
+from login_etl.queue_ports import DeleteFailure, QueueRetention, ReceivedMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

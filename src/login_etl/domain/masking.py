@@ -24,9 +24,12 @@ import hmac
 import struct
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+if TYPE_CHECKING:  # imported by the first unmask: the function itself never unmasks
+    from cryptography.fernet import Fernet
 
 FERNET_KEY_BYTES = 32
 _VERSION = b"\x80"
@@ -99,6 +102,7 @@ class DeterministicMasker:
     __slots__ = (
         "_aes",
         "_fernet",
+        "_fernet_key",
         "_iv_inner",
         "_iv_outer",
         "_prefix",
@@ -120,7 +124,8 @@ class DeterministicMasker:
         self._iv_inner, self._iv_outer = synthetic_iv.inner, synthetic_iv.outer
         self.key_id: int = data_key_id(data_key)
         self._prefix = _VERSION + struct.pack(">Q", self.key_id)  # version | timestamp field
-        self._fernet = Fernet(base64.urlsafe_b64encode(data_key))
+        self._fernet_key = base64.urlsafe_b64encode(data_key)
+        self._fernet: Fernet | None = None  # made by the first unmask (operator tools only)
 
     def __repr__(self) -> str:  # never show key material, whatever gets logged
         return f"DeterministicMasker(key_id={self.key_id:#010x})"
@@ -210,7 +215,12 @@ class DeterministicMasker:
 
     def unmask(self, token: str) -> str:
         """Recover the value; raises ``cryptography.fernet.InvalidToken`` on any mismatch."""
-        return self._fernet.decrypt(token).decode("utf-8")
+        fernet = self._fernet
+        if fernet is None:
+            from cryptography.fernet import Fernet  # noqa: PLC0415 - see the module's imports
+
+            fernet = self._fernet = Fernet(self._fernet_key)
+        return fernet.decrypt(token).decode("utf-8")
 
 
 TokensOf = Callable[[Iterable[str]], Mapping[str, str]]

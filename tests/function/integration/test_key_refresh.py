@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pg8000.native
 import pytest
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 
 from login_etl.adapters import aws
 from login_etl.config import KMS_ENCRYPTION_CONTEXT
@@ -128,7 +128,7 @@ def test_a_warm_container_keeps_writing_when_ssm_fails_and_a_cold_one_fails(
 
     reset_runtime()  # a cold container: no key to fall back on
     send_bodies(boto3.client("sqs"), queue.queue_url, [login("cold")])
-    with pytest.raises(GetParameterError):
+    with pytest.raises(ClientError, match="ParameterNotFound"):
         lambda_handler(receive_event(queue, 1), LocalContext())
     assert db.run("SELECT count(*) FROM user_logins WHERE user_id = 'cold'") == [[0]]
 

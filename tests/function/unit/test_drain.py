@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from login_etl.domain.models import QueueMessage
 from login_etl.drain import DrainSummary, StopReason, drain
 from login_etl.pipeline import BatchOutcome, process_batch
-from login_etl.ports import DeleteFailure, ReceivedMessage
+from login_etl.queue_ports import DeleteFailure, ReceivedMessage
 from tests.pipeline_helpers import BAD, TODAY, MemoryStore, login, upper_tokens
 
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from login_etl.ledger_pruning import ledger_window
-from login_etl.ports import QueueRetention
+from login_etl.queue_ports import QueueRetention
 
 DAY = 86_400
 retentions = st.integers(60, 14 * DAY)

@@ -28,7 +28,6 @@ from login_etl.adapters.postgres.connection import (
 )
 from login_etl.adapters.postgres.copy_rows import copy_payload
 from login_etl.adapters.postgres.credentials import ConnectionParamsSource, FixedParams
-from login_etl.adapters.postgres.isolation import find_refused_rows, is_row_level
 from login_etl.adapters.postgres.ledger import record_ids
 from login_etl.adapters.postgres.schema import (
     COLUMNS,
@@ -80,6 +79,12 @@ class PostgresLoginStore:
                     session.end("COMMIT")
             return WriteResult(written=len(rows) - len(seen), duplicates=len(seen))
         except pg8000.native.DatabaseError as error:
+            # Imported on a database error only: rare, and not for the cold start to pay.
+            from login_etl.adapters.postgres.isolation import (  # noqa: PLC0415
+                find_refused_rows,
+                is_row_level,
+            )
+
             state = sqlstate(error)
             if session.lost or not is_row_level(state):
                 raise
