@@ -1,22 +1,21 @@
 """The scheduled trigger: drain the queue through the same pipeline, within the time left.
 
 Under the event source mapping Lambda receives and deletes for us; on a schedule the function
-does it itself. Each round receives up to ``receives_per_round`` x 10 messages with parallel
-long polls and processes them as one pipeline batch (one transaction). The next round's
-receives and this round's deletes are network waits, so they run in threads while the
-pipeline works on the current round.
+does it itself. Each round receives up to ``receives_per_round`` x 10 messages, one receive
+after the other (a receive that comes back with fewer than 10 ends the round: the queue has no
+more visible now), processes them as one pipeline batch (one transaction), then deletes the
+ones that succeeded. One thread, as every invocation: Lambda scales by running more of them.
 
-Failed messages are neither deleted nor released: they stay invisible for the queue's
-visibility timeout, exactly as under the event source mapping, so every retry counts towards
-``maxReceiveCount`` and the redrive policy dead-letters them. Only messages received and never
-processed (the prefetched round, when processing raised) are released at once.
+Failed messages are not deleted: they stay invisible for the queue's visibility timeout,
+exactly as under the event source mapping, so every retry counts towards ``maxReceiveCount``
+and the redrive policy dead-letters them. Nothing is received that is not processed in the
+same round, so a round that raises leaves only its own messages in flight.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,6 +24,7 @@ from login_etl.pipeline import BatchOutcome
 from login_etl.queue_ports import DeleteFailure, MessageQueue, ReceivedMessage
 
 Process = Callable[[Sequence[QueueMessage]], BatchOutcome]
+RECEIVE_LIMIT = 10  # messages a receive returns at most (SQS's limit)
 
 
 class StopReason(StrEnum):
@@ -78,53 +78,36 @@ def drain(
 ) -> DrainSummary:
     """Receive, process and delete until the queue is empty or the time left runs short.
 
-    A processing error (Postgres down, say) propagates after the prefetched messages are
-    released and the pending deletes finished; the failing round stays in flight.
+    A processing error (Postgres down, say) propagates; the failing round stays in flight.
     """
     summary = DrainSummary()
     slowest_round_ms = 0.0
-    with ThreadPoolExecutor(max_workers=receives_per_round + 2) as pool:
-        deletes: list[Future[list[DeleteFailure]]] = []
-
-        def receive_round() -> list[Future[list[ReceivedMessage]]]:
-            return [pool.submit(queue.receive) for _ in range(receives_per_round)]
-
-        def worth_another_round() -> bool:
-            # The next round is received now and processed after this one: both must fit.
-            needed = safety_margin_ms + max(wait_time_ms, slowest_round_ms) + slowest_round_ms
-            return remaining_ms() > needed
-
-        next_round: list[Future[list[ReceivedMessage]]] | None = (
-            receive_round() if remaining_ms() > safety_margin_ms + wait_time_ms else None
+    while True:
+        # A round (its receives, its batch, its deletes) must fit in what is left.
+        if remaining_ms() <= safety_margin_ms + wait_time_ms + slowest_round_ms:
+            summary.stopped_because = StopReason.TIME_LIMIT
+            return summary
+        started = time.monotonic()
+        received = _receive_round(queue, receives_per_round)
+        if not received:
+            return summary
+        outcome = process([r.message for r in received])
+        summary.add(outcome)
+        failed = {f.message_id for f in outcome.failures}
+        summary.delete_failures.extend(
+            _delete(queue, [r for r in received if r.message.message_id not in failed])
         )
-        try:
-            while next_round is not None:
-                received = _gather(next_round)
-                if not received:
-                    break
-                next_round = receive_round() if worth_another_round() else None
-                started = time.monotonic()
-                try:
-                    outcome = process([r.message for r in received])
-                except BaseException:
-                    if next_round is not None:
-                        queue.release(_gather(next_round))
-                    raise
-                slowest_round_ms = max(slowest_round_ms, (time.monotonic() - started) * 1000)
-                summary.add(outcome)
-                failed = {f.message_id for f in outcome.failures}
-                done = [r for r in received if r.message.message_id not in failed]
-                deletes.append(pool.submit(_delete, queue, done))
-            else:
-                summary.stopped_because = StopReason.TIME_LIMIT
-        finally:
-            for pending in deletes:
-                summary.delete_failures.extend(pending.result())
-    return summary
+        slowest_round_ms = max(slowest_round_ms, (time.monotonic() - started) * 1000)
 
 
-def _gather(round_: list[Future[list[ReceivedMessage]]]) -> list[ReceivedMessage]:
-    return [message for receive in round_ for message in receive.result()]
+def _receive_round(queue: MessageQueue, receives: int) -> list[ReceivedMessage]:
+    received: list[ReceivedMessage] = []
+    for _ in range(receives):
+        messages = queue.receive()
+        received.extend(messages)
+        if len(messages) < RECEIVE_LIMIT:  # none left to fill another receive now
+            break
+    return received
 
 
 def _delete(queue: MessageQueue, messages: Sequence[ReceivedMessage]) -> list[DeleteFailure]:

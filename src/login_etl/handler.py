@@ -44,7 +44,7 @@ with cyclic_gc_paused():
 SCHEDULED_EVENT = "Scheduled Event"
 PRUNE_LEDGER_ACTION = "prune-ledger"  # the PruneLedger rule's constant input's "action"
 
-# The drain (drain.py, thread pools, the SQS queue adapter) and the prune (ledger_pruning.py)
+# The drain (drain.py, the SQS queue adapter) and the prune (ledger_pruning.py)
 # are imported by their own handlers below: the SQS trigger, the function's cold start in
 # practice, needs neither (docs/benchmarks.md, "Cold start").
 

@@ -48,7 +48,3 @@ class MessageQueue(Protocol):
     def delete(self, messages: Sequence[ReceivedMessage]) -> list[DeleteFailure]:
         """Delete the messages; return those the queue did not delete, and why."""
         ...
-
-    def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Make messages visible again at once (received, but never processed)."""
-        ...

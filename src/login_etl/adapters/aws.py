@@ -1,8 +1,8 @@
 """AWS clients with botocore's standard retry mode and bounded timeouts, made once.
 
 Made by botocore itself, not ``boto3.client``: the clients are the same (boto3 only adds its
-resources and S3 transfers, neither used here), and ``import boto3`` also imports s3transfer,
-multiprocessing and boto3's resource model, a large part of the cold start for nothing
+resources and S3 transfers, neither used here), and ``import boto3`` also imports s3transfer
+and boto3's resource model, a large part of the cold start for nothing
 (docs/development.md, "Runtime dependencies"). The standard configuration applies unchanged:
 ``AWS_ENDPOINT_URL`` (and per service), the region, the credential chain, config files.
 
@@ -36,9 +36,8 @@ CLIENT_CONFIG = Config(
     connect_timeout=3,
     read_timeout=10,
 )
-# SQS long polling holds a ReceiveMessage open for up to 20 s, and the drain runs several
-# receives and deletes at once: a longer read timeout and a larger connection pool.
-SQS_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=25, max_pool_connections=32))
+# SQS long polling holds a ReceiveMessage open for up to 20 s: a longer read timeout.
+SQS_CONFIG = CLIENT_CONFIG.merge(Config(read_timeout=25))
 
 
 @cache

@@ -1,4 +1,4 @@
-"""The login queue as the scheduled drain sees it: receive, delete, release.
+"""The login queue as the scheduled drain sees it: receive, delete.
 
 The batch calls are chunked in tens (the SQS limit), and their per-entry failures are read:
 ``DeleteMessageBatch`` answers HTTP 200 even when some entries failed, so ignoring its
@@ -54,17 +54,6 @@ class SqsQueue:
                 for entry in response.get("Failed", [])
             )
         return failures
-
-    def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Visibility 0: the messages are received again at once, by whoever asks next."""
-        for chunk in _chunks(messages):
-            self._client.change_message_visibility_batch(
-                QueueUrl=self._queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-                    for i, m in enumerate(chunk)
-                ],
-            )
 
 
 def _received(message: MessageTypeDef) -> ReceivedMessage:

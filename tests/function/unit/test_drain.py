@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Sequence
 
 import pytest
@@ -18,7 +17,7 @@ from tests.pipeline_helpers import BAD, TODAY, MemoryStore, login, upper_tokens
 
 
 class MemoryQueue:
-    """Visible and in-flight messages; receive hides up to 10, as SQS does (thread-safe)."""
+    """Visible and in-flight messages; receive hides up to 10, as SQS does."""
 
     def __init__(self, bodies: Sequence[str], refuse_delete: frozenset[str] = frozenset()) -> None:
         self.visible = [QueueMessage(f"m{i}", b, "1700000000000") for i, b in enumerate(bodies)]
@@ -27,34 +26,26 @@ class MemoryQueue:
         self.receives = 0
         self.refuse_delete = refuse_delete
         self._handles = itertools.count()
-        self._lock = threading.Lock()
 
     def receive(self) -> list[ReceivedMessage]:
-        with self._lock:
-            self.receives += 1
-            taken, self.visible = self.visible[:10], self.visible[10:]
-            received = []
-            for message in taken:
-                handle = f"h{next(self._handles)}"
-                self.in_flight[handle] = message
-                received.append(ReceivedMessage(message, handle))
-            return received
+        self.receives += 1
+        taken, self.visible = self.visible[:10], self.visible[10:]
+        received = []
+        for message in taken:
+            handle = f"h{next(self._handles)}"
+            self.in_flight[handle] = message
+            received.append(ReceivedMessage(message, handle))
+        return received
 
     def delete(self, messages: Sequence[ReceivedMessage]) -> list[DeleteFailure]:
         failures = []
-        with self._lock:
-            for m in messages:
-                if m.message.message_id in self.refuse_delete:
-                    failures.append(DeleteFailure(m.message.message_id, "ReceiptHandleIsInvalid"))
-                    continue
-                del self.in_flight[m.receipt_handle]
-                self.deleted.append(m.message.message_id)
+        for m in messages:
+            if m.message.message_id in self.refuse_delete:
+                failures.append(DeleteFailure(m.message.message_id, "ReceiptHandleIsInvalid"))
+                continue
+            del self.in_flight[m.receipt_handle]
+            self.deleted.append(m.message.message_id)
         return failures
-
-    def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        with self._lock:
-            for m in messages:
-                self.visible.append(self.in_flight.pop(m.receipt_handle))
 
 
 class Clock:
@@ -97,6 +88,9 @@ def test_drains_the_queue_writing_the_good_and_leaving_the_bad_in_flight() -> No
     assert summary.stopped_because is StopReason.QUEUE_EMPTY
     assert (summary.received, summary.written, summary.failed) == (100, 95, 5)
     assert summary.batches == 4  # 3 receives of 10 per round: 30, 30, 30, 10
+    # 3 + 3 + 3, then 10 and an empty one (a short receive ends a round), then the empty one
+    # that ends the drain
+    assert queue.receives == 12
     assert sorted(m.body for m in queue.in_flight.values()) == [BAD] * 5  # not released
     assert queue.visible == []
     assert len(store.rows) == len(set(queue.deleted)) == 95
@@ -122,7 +116,7 @@ def test_no_time_for_a_single_round_receives_nothing() -> None:
     assert (queue.receives, summary.received) == (0, 0)
 
 
-def test_a_processing_error_releases_the_prefetched_round_and_propagates() -> None:
+def test_a_processing_error_propagates_and_leaves_only_its_round_in_flight() -> None:
     queue = MemoryQueue([login(f"u{i}") for i in range(60)])
     store = MemoryStore()
     calls = 0
@@ -146,7 +140,7 @@ def test_a_processing_error_releases_the_prefetched_round_and_propagates() -> No
 
     assert len(queue.deleted) == 20  # the first round: written and deleted
     assert len(queue.in_flight) == 20  # the failing round: left to the visibility timeout
-    assert len(queue.visible) == 20  # the prefetched round: released at once
+    assert len(queue.visible) == 20  # nothing received ahead of it
 
 
 def test_delete_failures_are_reported_by_message_id() -> None:

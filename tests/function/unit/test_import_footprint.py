@@ -21,7 +21,7 @@ DEFERRED = (
     "login_etl.drain",  # the scheduled trigger
     "login_etl.adapters.sqs_queue",  # the scheduled trigger, the prune's window
     "login_etl.queue_ports",  # the same
-    "concurrent.futures.thread",  # the drain's thread pool
+    "concurrent.futures.thread",  # never: the function starts no thread of its own
     "login_etl.ledger_pruning",  # the prune
     "login_etl.adapters.postgres.isolation",  # a batch Postgres refused
     "cryptography.fernet",  # unmask (operator tools)
