@@ -11,10 +11,10 @@ import gc
 
 from login_etl.gc_pause import cyclic_gc_paused
 
-# The imports make some 40,000 objects that live as long as the container, and no garbage: the
-# collector, run about 100 times while they are made, would find nothing, and every later full
-# collection would walk them all again. Paused, then frozen out of every collection: the init
-# phase is ~38 ms shorter (docs/benchmarks.md, "Cold start").
+# The imports make tens of thousands of objects that live as long as the container, and no
+# garbage: the collector, run many times while they are made, would find nothing, and every
+# later full collection would walk them all again. So it is paused, and they are frozen out of
+# every collection (the figure: docs/benchmarks.md, "Cold start").
 with cyclic_gc_paused():
     from collections.abc import Sequence
     from datetime import UTC, datetime

@@ -21,7 +21,7 @@ class CachedParameter:
     """An SSM parameter's value, read again once it is older than ``max_age_s`` (0: every time).
 
     What Powertools' ``SSMProvider(...).get(name, max_age=max_age_s)`` does (one
-    ``GetParameter`` without decryption, the value kept ``max_age_s`` from when it came back,
+    ``GetParameter``, ``read_parameter``; the value kept ``max_age_s`` from when it came back,
     nothing kept at 0), without importing ``aws_lambda_powertools.utilities.parameters``, which
     imports boto3 and with it a large part of the cold start (docs/development.md, "Runtime
     dependencies"). Errors are botocore's own (``ClientError``, ``BotoCoreError``), not wrapped.
@@ -45,7 +45,7 @@ class CachedParameter:
         """The value, from SSM if the one held is older than the max age."""
         if self._value is not None and self._clock() <= self._expires:
             return self._value
-        value = self._ssm.get_parameter(Name=self._name, WithDecryption=False)["Parameter"]["Value"]
+        value = read_parameter(self._ssm, self._name)
         if self._max_age_s > 0:
             self._value, self._expires = value, self._clock() + self._max_age_s
         return value
