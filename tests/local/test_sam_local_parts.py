@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -138,10 +139,16 @@ def test_the_pins_name_localstack_core_and_pin_every_package() -> None:
 
 def test_a_group_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
     # A leader and a child, both deaf to SIGTERM, in a group of their own (as LocalStack runs).
+    # It says when its trap is set: a SIGTERM sent before that would end it at once.
+    ready = tmp_path / "ready"
     group = subprocess.Popen(
-        ["sh", "-c", "trap '' TERM; sleep 300 & wait"],
+        ["sh", "-c", f"trap '' TERM; sleep 300 & touch {ready}; wait"],
         start_new_session=True,
     )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the group never set its trap"
+        time.sleep(0.01)
     (tmp_path / "root").mkdir()
 
     said = localstack.stop_group(group.pid, group, 1, tmp_path / "root", grace_s=0.5)
