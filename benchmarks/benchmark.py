@@ -81,7 +81,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / ".bench"
 RECORD_DIR = ROOT / "docs"
 FIXED_BATCH_SIZES = (10, 100, 1_000)  # then the largest that fits 6 MB (computed)
-MESSAGES_PER_SIZE = 30_000  # rounds = this / batch size, between MIN_ROUNDS and 300
+MESSAGES_PER_SIZE = 100_000  # rounds = this / batch size, between MIN_ROUNDS and 300
 TYPICAL_MESSAGES_PER_SIZE = 10_000  # one INSERT per record: the slow one gets fewer rounds
 # A round of one contender moved 10 -> 24 µs a message on this shared machine: 7 rounds at
 # 10,000 records left the median ratio to the noise (0.91 to 1.08 on the same code). 21 cost

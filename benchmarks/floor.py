@@ -117,6 +117,6 @@ def run_floor(
         started = time.perf_counter()
         data = payload(bodies, mask, day)
         prepared = time.perf_counter()
-        run_with_copy(conn, COPY_ROWS, data)
+        run_with_copy(conn, COPY_ROWS, [data])
         finished = time.perf_counter()
     return FloorTiming(prepared - started, finished - prepared)

@@ -97,9 +97,11 @@ def test_a_session_lost_during_the_copy_commits_nothing_and_the_retry_writes_onc
     finally:
         holder.run("ROLLBACK")
         holder.close()
-    assert [type(e) for e in errors] in (
-        [pg8000.native.InterfaceError],
-        [pg8000.native.DatabaseError],
+    # A lost line (pg8000's InterfaceError, or the socket's OSError: transaction.CONNECTION_LOST,
+    # whichever the reset reaches first) or the server's error: the invocation fails whole.
+    assert len(errors) == 1
+    assert isinstance(
+        errors[0], pg8000.native.InterfaceError | pg8000.native.DatabaseError | OSError
     )
     assert count(db, "SELECT count(*) FROM user_logins") == 0
     assert ledger(db) == set()

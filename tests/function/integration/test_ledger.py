@@ -10,7 +10,7 @@ import pytest
 
 from login_etl.adapters.postgres.connection import ConnectionParams, connect
 from login_etl.adapters.postgres.credentials import FixedParams
-from login_etl.adapters.postgres.ledger import json_array, record_ids
+from login_etl.adapters.postgres.ledger import copy_of, insert_ids, json_array
 from login_etl.adapters.postgres.schema import INSERT_LEDGER, ensure_schema
 from login_etl.adapters.postgres.transaction import Session
 from tests.postgres_helpers import batch, count, ledger, params, write
@@ -60,11 +60,10 @@ def test_hostile_ids_are_recorded_as_they_are(
     session = Session(connect(params()), params(), FixedParams(params()))
     try:
         session.begin(None)
-        assert record_ids(session, ids, None) == set()
-        session.end("COMMIT")
+        session.copy_in([copy_of(ids)], commit=True)
         assert ledger(db) == set(ids)
         session.begin(None)
-        assert record_ids(session, ids, None) == set(ids)  # all found again
+        assert insert_ids(session, ids, None) == set(ids)  # all found again
         session.end("ROLLBACK")
     finally:
         session.close()
@@ -116,7 +115,7 @@ def test_both_ledger_statements_take_the_ids_in_one_order_on_a_linguistic_databa
         for statement in ("copy", "insert"):
             session.begin(None)
             if statement == "copy":
-                assert record_ids(session, COLLATION_IDS, None) == set()
+                session.copy_in([copy_of(COLLATION_IDS)])
             else:
                 assert [r[0] for r in conn.run(INSERT_LEDGER, ids=json_array(COLLATION_IDS))] == []
             orders.append([r[0] for r in conn.run(inserted)])

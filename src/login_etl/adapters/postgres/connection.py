@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pg8000.native
-from pg8000.core import Context, _flush, i_unpack
+from pg8000.core import (
+    COPY_DATA,
+    COPY_DONE_MSG,
+    COPY_IN_RESPONSE,
+    QUERY,
+    SYNC_MSG,
+    Context,
+    i_pack,
+    i_unpack,
+)
 from pg8000.native import Connection
 
 # The client waits this much longer than the server's statement_timeout before giving up:
@@ -106,53 +115,77 @@ def connect(params: ConnectionParams, timeout_s: float | None = None) -> pg8000.
     return conn
 
 
+@dataclass(slots=True)
+class CopyReply:
+    """What the server answered to a ``run_with_copy`` so far: kept when the query fails."""
+
+    rows: list[list[Any]] = field(default_factory=list)  # of the statements before a COPY
+    copies: int = 0  # the COPYs it began: which one a refusal came from
+
+
 def run_with_copy(
     conn: pg8000.native.Connection,
     sql: str,
-    payload: bytes,
-    rows: list[list[Any]] | None = None,
+    payloads: Sequence[bytes],
+    reply: CopyReply | None = None,
 ) -> None:
-    """A simple query whose one ``COPY ... FROM STDIN`` reads ``payload``: one round trip.
+    """A simple query whose ``COPY ... FROM STDIN`` statements read ``payloads``, in order,
+    sent with all their data in one message: one round trip, one write.
 
     pg8000's ``run(sql, stream=...)`` takes the extended protocol: three round trips (parse;
-    describe and bind; execute) and a Python scan of the statement for parameters, most of a
-    small batch's cost (docs/benchmarks.md, "Round trips"). The simple protocol takes one, and
-    lets the statements around the COPY (the timeouts, the COMMIT) ride in the same message.
+    describe and bind; execute), a Python scan of the statement for parameters, and a write
+    for each message, most of a small batch's cost (docs/instructions.md, "Round trips"). The
+    simple protocol takes one, and lets the statements around the COPYs (the begin, the
+    timeouts, the COMMIT) ride in the same message.
 
-    pg8000 ends the data with CopyDone and then a Sync, which its extended protocol needs; in
-    the simple protocol, the server answers that Sync with one more ReadyForQuery after the
-    query's own. It is read here, whether the query succeeded or failed, so that the next
-    statement does not take it for its own answer. No data was sent (no Sync) if the server
-    refused the query before asking for it. The rows of the statements before the COPY go to
-    ``rows`` as they arrive, so that the caller has them even if the COPY then fails.
+    The data goes out with the query, before the server asks for it: a COPY reads what is
+    there already, and when the server refused the query before a COPY began, it drops that
+    COPY's data as it comes (the protocol's "COPY Operations": CopyData and CopyDone outside a
+    COPY are ignored). The message ends with a Sync, which the server answers with one more
+    ReadyForQuery after the query's own, whatever happened: both are read, so the next
+    statement gets its own answer. The rows of the statements before the COPYs go to
+    ``reply`` as they arrive, and the COPYs begun are counted there, so that the caller has
+    them even if the query then fails.
     """
-    stream = _CopyData(payload)
-    context = Context(sql, stream=stream)
-    context.rows = rows
-    conn.send_QUERY(sql)
-    _flush(conn._sock)
+    reply = CopyReply() if reply is None else reply
+    message = [_message(QUERY, sql.encode("utf-8") + b"\0")]
+    for payload in payloads:
+        if payload:
+            message.append(_message(COPY_DATA, payload))
+        message.append(COPY_DONE_MSG)
+    message.append(SYNC_MSG)
+    context = Context(sql)
+    context.rows = reply.rows
+    sock = conn._sock
+    try:
+        sock.write(b"".join(message))
+        sock.flush()
+    except OSError as error:  # as pg8000 reports a write that failed
+        raise pg8000.native.InterfaceError("network error") from error
+    handlers = conn.message_types
+    handlers[COPY_IN_RESPONSE] = _counter(reply)  # its data went out with the query
     try:
         conn.handle_messages(context)
     except pg8000.native.DatabaseError:  # the server's error: the line is still in order
-        if stream.sent:
-            conn.handle_messages(Context(None))
-        raise
-    if stream.sent:
+        handlers[COPY_IN_RESPONSE] = conn.handle_COPY_IN_RESPONSE
         conn.handle_messages(Context(None))
+        raise
+    finally:
+        handlers[COPY_IN_RESPONSE] = conn.handle_COPY_IN_RESPONSE
+    conn.handle_messages(Context(None))
 
 
-class _CopyData:
-    """The payload as pg8000's COPY stream; notes whether the server asked for it."""
+def _message(code: bytes, data: bytes) -> bytes:
+    """One message of the frontend protocol: its code, its length, its data."""
+    length: bytes = i_pack(len(data) + 4)
+    return code + length + data
 
-    __slots__ = ("payload", "sent")
 
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.sent = False
+def _counter(reply: CopyReply) -> Callable[[bytes, Context], None]:
+    def copy_begun(_data: bytes, _context: Context) -> None:
+        reply.copies += 1
 
-    def __iter__(self) -> Iterator[bytes]:
-        self.sent = True
-        return iter((self.payload,))
+    return copy_begun
 
 
 def set_read_timeout(conn: pg8000.native.Connection, seconds: float | None) -> None:

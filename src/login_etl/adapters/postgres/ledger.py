@@ -1,10 +1,11 @@
 """A batch's message ids into the ledger, learning which ones were recorded already.
 
-Nearly every batch is new to the ledger; a redelivered one is the exception. So the ids first
-go in by a plain ``COPY``, in code point order: a unique violation means some are recorded
-already (a redelivery, or a concurrent batch that committed them while this one waited), and
-as nothing else has been done in the transaction yet, it is rolled back and ``INSERT_LEDGER``
-(``ON CONFLICT DO NOTHING``, returning the ids already there) runs in a new one.
+Nearly every batch is new to the ledger; a redelivered one is the exception. So the ids go in
+by a plain ``COPY``, in code point order, first in the message that also copies the rows and
+commits (``copy_of``): a unique violation means some are recorded already (a redelivery, or a
+concurrent batch that committed them while this one waited). The server then skips the rest of
+the message, the transaction is rolled back, and ``INSERT_LEDGER`` (``ON CONFLICT DO
+NOTHING``, returning the ids already there) runs in a new one (``insert_ids``).
 
 The ``COPY`` of sorted ids is the fastest of the inserts measured (docs/benchmarks.md,
 "The ledger insert").
@@ -34,20 +35,29 @@ FEATURE_NOT_SUPPORTED = "0A000"
 COPY_IDS = f"COPY {LEDGER} (message_id) FROM STDIN"
 
 
-def record_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) -> set[str]:
-    """Insert ``ids`` into the ledger; return those that were there already.
+def copy_of(ids: Sequence[str]) -> tuple[str, bytes]:
+    """The ledger's ``COPY`` of ``ids``, for ``Session.copy_in``: the first of its message."""
+    return COPY_IDS, copy_ids(ids)
 
-    The caller has begun the transaction (with ``deadline``) and done nothing else in it; on
-    return the ids are locked by it. One round trip; a redelivery costs three more and a new
-    transaction (as does every batch on a ledger under row-level security).
+
+def refused_by_ledger(session: Session, error: pg8000.native.DatabaseError) -> bool:
+    """The message that began with the ledger's ``COPY`` was refused by it: some ids are
+    recorded already, or the ledger takes no ``COPY``; ``insert_ids`` is the way on.
+
+    Refused before a second ``COPY`` began: a ``COPY`` under row-level security is refused
+    before it begins, so the rows' one, refused so, lands here too, and is refused again after
+    ``insert_ids``, as it would be at any time.
     """
-    try:
-        session.copy_in(COPY_IDS, copy_ids(ids))
-    except pg8000.native.DatabaseError as error:
-        if sqlstate(error) not in (UNIQUE_VIOLATION, FEATURE_NOT_SUPPORTED):
-            raise
-    else:
-        return set()
+    return session.copies_begun <= 1 and sqlstate(error) in (
+        UNIQUE_VIOLATION,
+        FEATURE_NOT_SUPPORTED,
+    )
+
+
+def insert_ids(session: Session, ids: Sequence[str], deadline: Deadline | None) -> set[str]:
+    """Roll back the refused transaction, begin another, insert ``ids`` there; return those
+    that were recorded already. On return the ids are locked by the new transaction.
+    """
     session.end("ROLLBACK")
     session.begin(deadline)
     return {row[0] for row in session.run(INSERT_LEDGER, ids=json_array(ids))}

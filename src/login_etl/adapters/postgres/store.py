@@ -7,11 +7,12 @@ rows are identified (``isolation``) and reported, and the caller writes the rest
 transaction. A refusal that no row can be blamed for raises (``UnattributedRefusalError``),
 so the whole batch is retried.
 
-The rows are made (masked, and as COPY text) before the transaction begins, and sent in one
-``COPY`` with the COMMIT in the same message: the transaction lasts only as long as
-Postgres's work, and the server never waits on the client in the middle of a statement, where
-no server timeout can reach it (docs/guarantees.md, "Deadlines"). A batch is two round
-trips: the begin with the ledger's COPY, then the rows' COPY with the COMMIT.
+The rows are made (masked, and as COPY text) before the transaction begins, and the whole
+transaction goes out in one message, with all its data: the begin and its timeouts, the
+ledger's ``COPY``, the rows' ``COPY``, the COMMIT. A batch is one round trip, the transaction
+lasts only as long as Postgres's work, and the server never waits on the client in the middle
+of it (docs/guarantees.md, "Deadlines"). A redelivery (ids recorded already) takes a second
+transaction (``ledger``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from login_etl.adapters.postgres.connection import (
 )
 from login_etl.adapters.postgres.copy_rows import copy_payload
 from login_etl.adapters.postgres.credentials import ConnectionParamsSource, FixedParams
-from login_etl.adapters.postgres.ledger import record_ids
+from login_etl.adapters.postgres.ledger import copy_of, insert_ids, refused_by_ledger
 from login_etl.adapters.postgres.schema import (
     COLUMNS,
     LEDGER_PAGES,
@@ -65,16 +66,23 @@ class PostgresLoginStore:
         """All rows in one transaction, or none and the ids of the rows Postgres refused."""
         if not rows:
             return WriteResult()
+        ids = [message_id for message_id, _ in rows]
         # Made before the transaction: the ledger's locks wait on no Python work.
-        payload = copy_payload([row for _, row in rows])
+        copies = [copy_of(ids), (COPY_ROWS, copy_payload([row for _, row in rows]))]
         session = self._connection(deadline)
         try:
-            with transaction(session, deadline, deferred=True):  # begun by the ledger's COPY
-                seen = record_ids(session, [mid for mid, _ in rows], deadline)
-                if seen:  # a redelivery: the rows of the others only
-                    payload = copy_payload([row for mid, row in rows if mid not in seen])
+            with transaction(session, deadline, deferred=True):  # begun in the same message
+                try:
+                    session.copy_in(copies, commit=True)
+                except pg8000.native.DatabaseError as error:
+                    if not refused_by_ledger(session, error):
+                        raise
+                else:
+                    return WriteResult(written=len(rows))
+                seen = insert_ids(session, ids, deadline)  # a redelivery: the others' rows
+                payload = copy_payload([row for mid, row in rows if mid not in seen])
                 if payload:
-                    session.copy_in(COPY_ROWS, payload, commit=True)
+                    session.copy_in([(COPY_ROWS, payload)], commit=True)
                 else:
                     session.end("COMMIT")
             return WriteResult(written=len(rows) - len(seen), duplicates=len(seen))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ import pg8000.native
 
 from login_etl.adapters.postgres.connection import (
     ConnectionParams,
+    CopyReply,
     close_quietly,
     connect,
     end_backend,
@@ -71,6 +72,7 @@ class Session:
     _statement_timeouts: int = 1
     _armed: tuple[float, float] = (0.0, 0.0)
     _pending: bool = False  # begun, not sent yet: the first statement carries the begin
+    copies_begun: int = 0  # of the last copy_in: the COPYs the server began
 
     def begin(
         self, deadline: Deadline | None, statement_timeouts: int = 1, *, deferred: bool = False
@@ -124,17 +126,18 @@ class Session:
                 )
         return self.conn.run(statement, **params)
 
-    def copy_in(self, statement: str, payload: bytes, *, commit: bool = False) -> None:
-        """``statement`` (a ``COPY ... FROM STDIN``) reading ``payload``, then the COMMIT if
-        asked, in one round trip (``run_with_copy``).
+    def copy_in(self, copies: Sequence[tuple[str, bytes]], *, commit: bool = False) -> None:
+        """Each ``COPY ... FROM STDIN`` reading its payload, then the COMMIT if asked, in one
+        message and one round trip (``run_with_copy``); ``copies_begun`` says how many of the
+        COPYs the server began, so a caller knows which one a refusal came from.
 
         The server's timeouts are armed again in the same message when the time left asks for
-        it (as ``run`` does with a round trip of its own); with the COMMIT, each of the two
-        statements gets half of the time left, so that both together end by the deadline. The
+        it (as ``run`` does with a round trip of its own); each statement of the message gets
+        an equal share of the time left, so that all of them together end by the deadline. The
         client reads their answers in one read (the server sends them together), so it waits
-        for both statements' timeouts, never past the deadline.
+        for all their timeouts, never past the deadline.
         """
-        statements = 2 if commit else 1
+        statements = len(copies) + commit
         timeouts = statements * self._statement_timeouts
         arm = ""
         if self.params is not None and self._deadline is not None:
@@ -144,23 +147,22 @@ class Session:
                 arm = self._arm(statements)
             else:
                 set_read_timeout(self.conn, _read_timeout(self.params, left, timeouts))
-        elif self.params is not None:  # no deadline: both statements' configured timeouts
+        elif self.params is not None:  # no deadline: every statement's configured timeout
             if self._pending:
                 arm = self._arm(statements)
             set_read_timeout(self.conn, self.params.read_timeout_s(timeouts))
-        sql = f"{arm}{statement}{'; COMMIT' if commit else ''}"
-        if not self._pending:
-            run_with_copy(self.conn, sql, payload)
-        else:  # the begin in the same message; its process known as soon as it answers
+        sql = "; ".join([statement for statement, _ in copies] + (["COMMIT"] if commit else []))
+        begin = ""
+        if self._pending:  # the begin in the same message; its process known once answered
             self._pending = False
-            rows: list[list[Any]] = []
-            try:
-                run_with_copy(
-                    self.conn, f"START TRANSACTION; SELECT pg_backend_pid(); {sql}", payload, rows
-                )
-            finally:
-                if rows:
-                    self.backend_pid = int(rows[0][0])
+            begin = "START TRANSACTION; SELECT pg_backend_pid(); "
+        reply = CopyReply()
+        try:
+            run_with_copy(self.conn, f"{begin}{arm}{sql}", [p for _, p in copies], reply)
+        finally:
+            self.copies_begun = reply.copies
+            if begin and reply.rows:
+                self.backend_pid = int(reply.rows[0][0])
         if commit:
             self.backend_pid = 0
 
