@@ -67,8 +67,8 @@ def plain(user_id: str = "u", locale: str | None = "RU", device_type: str = "ios
     )
 
 
-# Batches whose free text needs escaping, beside rows whose own characters could make the
-# counts the payload is checked by come out right (a NULL locale is one backslash of its own).
+# Batches whose free text needs escaping, beside rows that look as if they did (a NULL locale
+# is a backslash of its own in the payload; an empty locale is text, not NULL).
 ESCAPE_BATCHES = {
     "a backslash beside no NULL locale": [plain("a\\b"), plain()],
     "a backslash and a NULL locale": [plain("a\\b", locale=None), plain(locale=None)],
