@@ -52,7 +52,7 @@ NUMBERS: dict[str, NumberSetting] = {
     "DB_CONNECT_TIMEOUT_SECONDS": NumberSetting(5.0, 0.1, 60, "seconds", whole=False),
     "DB_STATEMENT_TIMEOUT_MS": NumberSetting(60_000, 0, MAX_LAMBDA_TIMEOUT_S * 1000, "ms; 0: none"),
     "DATA_KEY_MAX_AGE_SECONDS": NumberSetting(300, 0, 86_400, "seconds"),
-    "MASK_CACHE_SIZE": NumberSetting(20_000, 0, 1_000_000, "entries"),
+    "MASK_CACHE_SIZE": NumberSetting(0, 0, 1_000_000, "entries"),
     "DRAIN_WAIT_SECONDS": NumberSetting(2, 0, MAX_SQS_WAIT_S, "seconds"),
     "DRAIN_RECEIVES_PER_BATCH": NumberSetting(10, 1, 100, "receives"),
     "DRAIN_SAFETY_MARGIN_MS": NumberSetting(10_000, 0, MAX_LAMBDA_TIMEOUT_S * 1000, "ms"),

@@ -230,9 +230,13 @@ TokensOf = Callable[[Iterable[str]], Mapping[str, str]]
 class TokenMemo:
     """The tokens of a batch's values: each distinct value masked once, in one ``mask_many``.
 
-    Tokens are remembered across batches (devices and IPs repeat) up to ``max_entries``; when a
-    batch would overflow it, only the tokens of that batch are kept. Forgetting at once costs
-    nothing per value, where an LRU cache paid its bookkeeping on every lookup.
+    With ``max_entries`` (``MASK_CACHE_SIZE``), tokens are also remembered across batches, up
+    to that many; when a batch would overflow it, only the tokens of that batch are kept
+    (forgetting at once costs nothing per value, where an LRU cache paid its bookkeeping on
+    every lookup). With 0, the default, nothing is kept: a memo of tokens no later batch asks
+    for costs about 5 % of the function's CPU (its lookups miss the processor's caches), so it
+    pays only where values come back across batches often enough (docs/benchmarks.md, "The
+    mask cache").
     """
 
     __slots__ = ("_mask_many", "_max_entries", "_tokens")
@@ -244,8 +248,10 @@ class TokenMemo:
 
     def __call__(self, values: Iterable[str]) -> Mapping[str, str]:
         """The tokens of ``values`` (and of others remembered); read it, never change it."""
-        tokens = self._tokens
         distinct = dict.fromkeys(values)
+        if not self._max_entries:
+            return dict(zip(distinct, self._mask_many(list(distinct)), strict=True))
+        tokens = self._tokens
         new = [value for value in distinct if value not in tokens]
         if not new:
             return tokens
