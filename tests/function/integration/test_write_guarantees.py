@@ -17,6 +17,7 @@ import pg8000.native
 import pytest
 
 from login_etl.adapters.postgres import connection
+from login_etl.adapters.postgres.connection import END_BACKEND_TIMEOUT_S
 from login_etl.adapters.postgres.isolation import UnattributedRefusalError
 from login_etl.adapters.postgres.store import PostgresLoginStore
 from login_etl.config import Settings
@@ -35,6 +36,7 @@ from tests.postgres_helpers import (
     another_application,
     count,
     given_table,
+    ledger,
     login_body,
     params,
     row,
@@ -42,6 +44,14 @@ from tests.postgres_helpers import (
     waiting_on_a_lock,
 )
 from tests.sqs_helpers import receive_event
+
+MARGIN_S = DEADLINE_MARGIN_MS / 1000
+
+
+def deadline_in(remaining_s: float) -> Deadline:
+    ends = time.monotonic() + remaining_s
+    return Deadline(lambda: int((ends - time.monotonic()) * 1000))
+
 
 # --- refusals that only appear at COMMIT ---------------------------------------------------
 
@@ -238,19 +248,103 @@ def test_a_slow_copy_then_a_slow_commit_each_within_the_timeout_are_waited_for(
     assert count(db, "SELECT count(*) FROM user_logins") == 1
 
 
+def wide_batch(size: int) -> list[tuple[str, UserLoginRow]]:
+    """Rows of about 650 bytes of COPY text each: 10,000 are a 6.5 MB message, more than the
+    socket buffers of both ends hold."""
+    wide = row("u")._replace(masked_ip="i" * 250, masked_device_id="d" * 250)
+    return [(f"m{i:05}", wide._replace(user_id=f"u{i:05}" + "u" * 110)) for i in range(size)]
+
+
+def chatty_trigger(db: pg8000.native.Connection, table: str, level: str) -> None:
+    """A DBA's audit trigger on ``table`` raising a 1 kB message at ``level`` for each row."""
+    db.run(
+        "CREATE OR REPLACE FUNCTION chatty() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" RAISE {level} '%', repeat('n', 1000); RETURN NEW; END $$"
+    )
+    db.run(f"CREATE TRIGGER chatty BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION chatty()")
+
+
+@pytest.mark.parametrize("level", ["NOTICE", "WARNING"])
+@pytest.mark.parametrize("table", ["login_etl_processed_messages", "user_logins"])
 def test_a_trigger_raising_a_notice_for_every_row_slows_nothing_down(
-    store: PostgresLoginStore, db: pg8000.native.Connection
+    store: PostgresLoginStore, tables: pg8000.native.Connection, table: str, level: str
 ) -> None:
-    """20 MB of NOTICEs during a 2.4 MB COPY: the server sends them while the client still
-    sends the data, which it reads only after; the line must neither block nor lose its
-    order."""
-    given_table(db)
-    trigger(db, "chatty", "RAISE NOTICE '%', repeat('n', 2000); RETURN NEW;")
-    wide = row("u")._replace(masked_ip="i" * 100, masked_device_id="d" * 100)
-    batch = [(f"m{i:05}", wide._replace(user_id=f"u{i}")) for i in range(10_000)]
-    assert store.write(batch).written == 10_000
+    """10 MB of NOTICEs or WARNINGs during a 6.5 MB batch: the batch's message is written
+    whole before its answers are read, so the server must not send them (it would block on
+    a full line, and stop reading the rest of the message); the line keeps its order."""
+    db = tables
+    chatty_trigger(db, table, level)
+    assert store.write(wide_batch(10_000), deadline_in(60)).written == 10_000
     assert store.write([("n1", row("v1"))]).written == 1
     assert count(db, "SELECT count(*) FROM user_logins") == 10_001
+
+
+def test_a_flood_of_info_the_server_always_sends_ends_by_the_deadline(
+    store: PostgresLoginStore, tables: pg8000.native.Connection
+) -> None:
+    """INFO is sent whatever the client asks: 10 MB of it during the ledger's COPY may fill
+    the line both ways. Whatever happens, the batch is written whole, or it fails by its
+    deadline with nothing committed, and the next write goes through."""
+    db = tables
+    chatty_trigger(db, "login_etl_processed_messages", "INFO")
+    remaining_s = MARGIN_S + 4
+    started = time.monotonic()
+    try:
+        written = store.write(wide_batch(10_000), deadline_in(remaining_s)).written
+    except (pg8000.native.DatabaseError, pg8000.native.InterfaceError, OSError):
+        written = 0
+    assert time.monotonic() - started <= remaining_s - MARGIN_S + END_BACKEND_TIMEOUT_S
+    assert count(db, "SELECT count(*) FROM user_logins") == written
+    assert count(db, "SELECT count(*) FROM login_etl_processed_messages") == written
+    db.run("DROP TRIGGER chatty ON login_etl_processed_messages")
+    assert store.write([("n1", row("v1"))]).written == 1
+
+
+# --- the table's own unique constraint ---------------------------------------------------------
+
+
+def store_in_order(store: PostgresLoginStore) -> None:
+    """The store's connection answers the next statement with its own answer."""
+    session = store._session
+    assert session is not None
+    assert session.conn.run("SELECT 'next', 42") == [["next", 42]]
+
+
+def rows_per_user(db: pg8000.native.Connection) -> dict[str, int]:
+    return {r[0]: r[1] for r in db.run("SELECT user_id, count(*) FROM user_logins GROUP BY 1")}
+
+
+def test_a_unique_violation_of_the_table_is_a_refused_row_not_a_redelivery(
+    db: pg8000.native.Connection, store: PostgresLoginStore
+) -> None:
+    """user_logins' own UNIQUE: the rows' COPY raises 23505, the code a redelivery gets from
+    the ledger. The message is reported refused, never acknowledged as a duplicate."""
+    given_table(db, extra="UNIQUE")
+    db.run("INSERT INTO user_logins (user_id) VALUES ('taken')")  # by another writer
+    result = store.write([("m1", row("taken")), ("m2", row("free"))])
+    assert result.rejected == {"m1": "23505"}
+    assert result.duplicates == 0
+    assert ledger(db) == set()  # nothing of that attempt stays
+    store_in_order(store)
+    assert store.write([("m2", row("free"))]).written == 1
+    assert ledger(db) == {"m2"}
+    assert rows_per_user(db) == {"taken": 1, "free": 1}
+
+
+def test_a_redelivered_id_beside_a_row_the_table_refuses(
+    db: pg8000.native.Connection, store: PostgresLoginStore
+) -> None:
+    """The ledger refuses the message (m1 is a redelivery); then, in the second transaction,
+    the rows' COPY refuses m2 by user_logins' own UNIQUE: m2 is reported, m1 is not written
+    again."""
+    given_table(db, extra="UNIQUE")
+    assert store.write([("m1", row("u1"))]).written == 1
+    result = store.write([("m1", row("u1")), ("m2", row("u1")), ("m3", row("u3"))])
+    assert result.rejected == {"m2": "23505"}
+    store_in_order(store)
+    assert store.write([("m1", row("u1")), ("m3", row("u3"))]).duplicates == 1
+    assert rows_per_user(db) == {"u1": 1, "u3": 1}
+    assert ledger(db) == {"m1", "m3"}
 
 
 # --- overlapping batches ----------------------------------------------------------------------
