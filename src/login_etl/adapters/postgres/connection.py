@@ -164,15 +164,16 @@ def run_with_copy(
         raise pg8000.native.InterfaceError("network error") from error
     handlers = conn.message_types
     handlers[COPY_IN_RESPONSE] = _counter(reply)  # its data went out with the query
+    refused = None
     try:
         conn.handle_messages(context)
-    except pg8000.native.DatabaseError:  # the server's error: the line is still in order
-        handlers[COPY_IN_RESPONSE] = conn.handle_COPY_IN_RESPONSE
-        conn.handle_messages(Context(None))
-        raise
+    except pg8000.native.DatabaseError as error:  # the server's: the line is still in order
+        refused = error
     finally:
         handlers[COPY_IN_RESPONSE] = conn.handle_COPY_IN_RESPONSE
-    conn.handle_messages(Context(None))
+    conn.handle_messages(Context(None))  # the Sync's answer, whatever the query's was
+    if refused is not None:
+        raise refused
 
 
 def _message(code: bytes, data: bytes) -> bytes:

@@ -46,7 +46,8 @@ def refused_by_ledger(session: Session, error: pg8000.native.DatabaseError) -> b
 
     Refused before a second ``COPY`` began: a ``COPY`` under row-level security is refused
     before it begins, so the rows' one, refused so, lands here too, and is refused again after
-    ``insert_ids``, as it would be at any time.
+    ``insert_ids``, as it would be at any time. A refusal taken for the ledger's wrongly costs
+    a round trip, never a row: the rows' ``COPY`` after ``insert_ids`` meets it again.
     """
     return session.copies_begun <= 1 and sqlstate(error) in (
         UNIQUE_VIOLATION,

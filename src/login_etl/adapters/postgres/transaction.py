@@ -60,7 +60,7 @@ CONNECTION_LOST = (pg8000.native.InterfaceError, OSError)
 # whole before its answers are read, so a flood of them would fill the line both ways and
 # stall the batch until its statement timeout (docs/guarantees.md, "Deadlines"). Errors, and
 # INFO, which Postgres always sends, still come.
-BEGIN = "START TRANSACTION; SET LOCAL client_min_messages = error;"
+BEGIN_SQL = "START TRANSACTION; SET LOCAL client_min_messages = error;"
 
 
 @dataclass(slots=True)
@@ -102,7 +102,7 @@ class Session:
     def _send_begin(self) -> None:
         self._pending = False
         timeouts = "" if self.params is None else self._arm()
-        rows = self.conn.run(f"{BEGIN} {timeouts} SELECT pg_backend_pid()")
+        rows = self.conn.run(f"{BEGIN_SQL} {timeouts} SELECT pg_backend_pid()")
         self.backend_pid = int(rows[-1][0])
 
     @property
@@ -161,7 +161,7 @@ class Session:
         begin = ""
         if self._pending:  # the begin in the same message; its process known once answered
             self._pending = False
-            begin = f"{BEGIN} SELECT pg_backend_pid(); "
+            begin = f"{BEGIN_SQL} SELECT pg_backend_pid(); "
         reply = CopyReply()
         try:
             run_with_copy(self.conn, f"{begin}{arm}{sql}", [p for _, p in copies], reply)
