@@ -59,8 +59,8 @@ class CurrentKey:
 
     The wrapped key is re-read from SSM at most every ``DATA_KEY_MAX_AGE_SECONDS``
     (``CachedParameter``), so a rotation reaches warm containers within that time; KMS is called
-    only when the ciphertext changed. Tokens are remembered per key (repeated devices
-    and IPs cost one encryption per container).
+    only when the ciphertext changed. Tokens belong to their key (``TokenMemo``: each distinct
+    value of a batch masked once, and across batches too where ``MASK_CACHE_SIZE`` asks).
 
     A refresh that fails (SSM or KMS down, a new ciphertext KMS refuses) keeps the key already
     held: it is still a valid key, and a rotation only needs to reach the container eventually.
@@ -84,8 +84,7 @@ class CurrentKey:
         self._decrypt = decrypt or _kms_decrypt
         self._clock = clock
         # Made on first read: not needed with DATA_KEY_CIPHERTEXT, and a first SSM client
-        # is a noticeable part of the cold start (docs/benchmarks.md, "Throughput, cold start,
-        # memory").
+        # is a noticeable part of the cold start (docs/benchmarks.md, "Cold start").
         self._provider: CachedParameter | None = None
         self._loaded: tuple[str, LoadedKey] | None = None
         self._hold_until = 0.0  # after a failed refresh: no new attempt before then

@@ -234,9 +234,9 @@ class TokenMemo:
     to that many; when a batch would overflow it, only the tokens of that batch are kept
     (forgetting at once costs nothing per value, where an LRU cache paid its bookkeeping on
     every lookup). With 0, the default, nothing is kept: a memo of tokens no later batch asks
-    for costs about 5 % of the function's CPU (its lookups miss the processor's caches), so it
-    pays only where values come back across batches often enough (docs/benchmarks.md, "The
-    mask cache").
+    for is paid for in CPU (its lookups and inserts miss the processor's caches), so it pays
+    only where values come back across batches often enough (docs/benchmarks.md, "The mask
+    cache").
     """
 
     __slots__ = ("_mask_many", "_max_entries", "_tokens")

@@ -23,7 +23,6 @@ import botocore
 import botocore.exceptions
 import botocore.parsers
 import pytest
-from moto import mock_aws
 
 from login_etl.adapters import aws, log_redaction  # noqa: F401 - importing aws installs them
 
@@ -61,22 +60,8 @@ def debug_root() -> Iterator[Everything]:
     botocore_logger.handlers[:] = saved[2]
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "SessionTokenOfTheTest",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
-
-
 def test_debug_lines_keep_the_operation_and_lose_the_payload(
-    aws_env: None, debug_root: Everything
+    in_process_aws: None, debug_root: Everything
 ) -> None:
     session = boto3.session.Session()
     kms, secrets, sqs = (

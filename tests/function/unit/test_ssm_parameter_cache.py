@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from login_etl.adapters import aws
 from login_etl.adapters.config_stores import CachedParameter
@@ -27,21 +25,11 @@ class Clock:
 
 
 @pytest.fixture
-def ssm(monkeypatch: pytest.MonkeyPatch) -> Iterator[SSMClient]:
+def ssm(in_process_aws: None) -> SSMClient:
     """SSM in-process (moto), through the function's own client."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    aws._client.cache_clear()
-    with mock_aws():
-        client = aws.ssm()
-        client.put_parameter(Name=NAME, Value="wrapped-1", Type="String")
-        yield client
-    aws._client.cache_clear()
+    client = aws.ssm()
+    client.put_parameter(Name=NAME, Value="wrapped-1", Type="String")
+    return client
 
 
 def rotate(ssm: SSMClient, value: str) -> None:

@@ -15,11 +15,11 @@ def copy_payload(rows: Sequence[UserLoginRow]) -> bytes:
     """The rows as one ``COPY`` text payload (empty for no rows).
 
     Made column by column: every line is one ``str.join`` of its fields, called by ``map``,
-    so there is no Python step per row (a comprehension of f-strings took twice as long;
-    docs/instructions.md, "COPY lines"). Free text that needs escaping (a tab, a newline, a
-    carriage return or a backslash in a user id, device type or locale) is rare: it is looked
-    for at once, in those columns joined, and a batch that has some is written line by line
-    with ``copy_line``. Tokens, versions and dates never need escaping.
+    so there is no Python step per row (docs/instructions.md, "COPY lines"). Free text that
+    needs escaping (a tab, a newline, a carriage return or a backslash in a user id, device
+    type or locale) is rare: it is looked for at once, in those columns joined, and a batch
+    that has some is written line by line with ``copy_line``. Tokens, versions and dates never
+    need escaping.
     """
     if not rows:
         return b""
